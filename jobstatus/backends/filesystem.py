@@ -1,0 +1,270 @@
+"""``file:///srv/data`` or a plain path: one JSON file per job, the upstream layout.
+
+A record lives in ``<root>/jobs/<job_id>.json``, written as the upstream service writes it
+(``indent=2``), so an existing ``LOCAL_STORAGE_PATH`` is read as is and the other way round.
+
+- Writes go to a temp file in the same folder, are fsynced and moved into place with
+  :func:`os.replace`: a reader sees the old or the new document, never a torn one.
+- ``updated_at`` is the file's modification time, set exactly by the writer.
+- The final-state rule and deletes run under an exclusive ``flock`` on one of
+  :data:`LOCK_STRIPES` lock files in ``<root>/.jobstatus-locks/``, so concurrent writers in
+  any number of processes are serialised per job without a lock file per job.
+- A file that does not parse (an upstream writer truncates, then writes) is read again a few
+  times within about 50 ms before it is reported as a :class:`~jobstatus.StorageError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import logging
+import os
+import time
+import zlib
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from jobstatus.errors import ConfigurationError, InvalidRequest, JobNotFound, StorageError
+from jobstatus.record import JobRecord, check_job_id
+from jobstatus.store import BaseStore, keeps_stored, normalize_status
+
+__all__ = ["LOCK_STRIPES", "FileSystemStore", "open_filesystem_store"]
+
+log = logging.getLogger(__name__)
+
+LOCK_STRIPES = 64
+_SUFFIX = ".json"
+# Pauses between reads of a file that did not parse: about 50 ms in all.
+_REREAD_PAUSES = (0.0, 0.005, 0.01, 0.015, 0.02)
+
+
+class FileSystemStore(BaseStore):
+    """Records as ``<root>/jobs/<job_id>.json``; safe across threads and processes (POSIX)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.jobs_dir = self.root / "jobs"
+        self._locks_dir = self.root / ".jobstatus-locks"
+
+    def __repr__(self) -> str:
+        return f"FileSystemStore({str(self.root)!r})"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _path(self, job_id: str) -> str:
+        return os.path.join(self.jobs_dir, check_job_id(job_id) + _SUFFIX)
+
+    def get(self, job_id: str) -> JobRecord:
+        return self._read(self._path(job_id), job_id)
+
+    def _read(self, path: str, job_id: str) -> JobRecord:
+        problem: Exception | None = None
+        for pause in _REREAD_PAUSES:
+            if pause:
+                time.sleep(pause)
+            try:
+                with open(path, "rb") as file:
+                    data = file.read()
+                    mtime_ns = os.fstat(file.fileno()).st_mtime_ns
+            except FileNotFoundError:
+                raise JobNotFound(job_id) from None
+            except OSError as exc:
+                raise StorageError(f"cannot read {job_id}{_SUFFIX}: {exc.strerror}") from exc
+            try:
+                return JobRecord.from_json(data, updated_at=mtime_ns / 1e9)
+            except InvalidRequest as exc:
+                problem = exc
+        raise StorageError(f"{job_id}{_SUFFIX} is not a job record: {problem}") from problem
+
+    def list(
+        self,
+        *,
+        since: float | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        statuses = normalize_status(status)
+        found = [
+            (stamp, job_id)
+            for job_id, stamp in self._scan()
+            if since is None or stamp >= since
+        ]
+        found.sort(reverse=True)
+        yielded = 0
+        for _stamp, job_id in found:
+            if limit is not None and yielded >= limit:
+                return
+            try:
+                record = self._read(os.path.join(self.jobs_dir, job_id + _SUFFIX), job_id)
+            except JobNotFound:
+                continue  # deleted since the scan
+            except StorageError as exc:
+                log.warning("skipping unreadable job file while listing: %s", exc)
+                continue
+            if statuses is None or record.job_status in statuses:
+                yielded += 1
+                yield record
+
+    def _scan(self) -> Iterator[tuple[str, float]]:
+        """(job_id, updated_at) of every record file, from a stat only: nothing is opened."""
+        try:
+            entries = os.scandir(self.jobs_dir)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.jobs_dir.name}/: {exc.strerror}") from exc
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if not name.endswith(_SUFFIX):  # temp files end in .part
+                    continue
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:
+                    continue
+                yield name[: -len(_SUFFIX)], stat.st_mtime_ns / 1e9
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, job_id: str) -> Iterator[None]:
+        stripe = zlib.crc32(job_id.encode("utf-8")) % LOCK_STRIPES
+        path = os.path.join(self._locks_dir, f"{stripe:02d}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            self._make_dirs()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot open lock file: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _make_dirs(self) -> None:
+        try:
+            self.jobs_dir.mkdir(parents=True, exist_ok=True)
+            self._locks_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create the store folders: {exc.strerror}") from exc
+
+    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
+        path = self._path(record.job_id)
+        text = record.to_json()
+        with self._locked(record.job_id):
+            if not force and not record.is_final:
+                try:
+                    stored = self._read(path, record.job_id)
+                except JobNotFound:
+                    pass
+                else:
+                    if keeps_stored(stored.job_status, record.job_status, force=force):
+                        return stored
+            stamp_ns = time.time_ns()
+            self._write(path, text, stamp_ns)
+        return dataclasses.replace(record, updated_at=stamp_ns / 1e9)
+
+    def restore(self, records: Iterable[JobRecord]) -> int:
+        count = 0
+        for record in records:
+            path = self._path(record.job_id)
+            text = record.to_json()
+            stamp = time.time() if record.updated_at is None else record.updated_at
+            with self._locked(record.job_id):
+                self._write(path, text, round(stamp * 1e9))
+            count += 1
+        return count
+
+    def _write(self, path: str, text: str, stamp_ns: int) -> None:
+        """Temp file, fsync, exact mtime, rename over, fsync the folder."""
+        folder = os.path.dirname(path)
+        tmp = os.path.join(folder, f".tmp-{os.getpid()}-{time.monotonic_ns()}{_SUFFIX}.part")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:
+            self._make_dirs()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot write {os.path.basename(path)}: {exc.strerror}") from exc
+        try:
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(text.encode("utf-8"))
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.utime(tmp, ns=(stamp_ns, stamp_ns))
+                os.replace(tmp, path)
+            except BaseException:
+                with suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            _fsync_dir(folder)
+        except OSError as exc:
+            raise StorageError(f"cannot write {os.path.basename(path)}: {exc.strerror}") from exc
+
+    def delete(self, job_id: str) -> bool:
+        path = self._path(job_id)
+        if not os.path.exists(path):
+            return False
+        with self._locked(job_id):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                raise StorageError(f"cannot delete {job_id}{_SUFFIX}: {exc.strerror}") from exc
+        return True
+
+    def purge(self, *, older_than: float, status: str | Collection[str] | None = None) -> int:
+        statuses = normalize_status(status)
+        deleted = 0
+        for job_id, stamp in list(self._scan()):
+            if stamp >= older_than:
+                continue
+            path = os.path.join(self.jobs_dir, job_id + _SUFFIX)
+            with self._locked(job_id):
+                try:  # look again under the lock: a writer may have renewed it meanwhile
+                    if os.stat(path).st_mtime_ns / 1e9 >= older_than:
+                        continue
+                    if statuses is not None:
+                        if self._read(path, job_id).job_status not in statuses:
+                            continue
+                    os.unlink(path)
+                except (FileNotFoundError, JobNotFound):
+                    continue
+                except StorageError:
+                    log.warning("purge skipped unreadable job file %s%s", job_id, _SUFFIX)
+                    continue
+                except OSError as exc:
+                    raise StorageError(f"cannot delete {job_id}{_SUFFIX}: {exc.strerror}") from exc
+            deleted += 1
+        return deleted
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_filesystem_store(url: str, **options: Any) -> FileSystemStore:
+    """Factory for ``file:///path``, ``file://relative/path`` is refused; a plain path is fine."""
+    if options:
+        raise ConfigurationError(f"the filesystem store takes no options, got {sorted(options)}")
+    if "://" not in url:
+        return FileSystemStore(url)
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigurationError(
+            f"file URLs name a local absolute path (file:///srv/data), got host {parts.netloc!r}"
+        )
+    if not parts.path:
+        raise ConfigurationError("a file:// URL needs a path, e.g. file:///srv/data")
+    return FileSystemStore(unquote(parts.path))

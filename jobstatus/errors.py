@@ -1,0 +1,132 @@
+"""The errors of jobstatus. Each HTTP-facing one carries its status code and renders its body.
+
+The bodies are those of ``spec/job_status.md``; :meth:`JobStatusError.body` gives them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+__all__ = [
+    "ConfigurationError",
+    "InvalidRequest",
+    "JobNotFound",
+    "JobStatusError",
+    "QueueFull",
+    "StorageError",
+    "Unauthorized",
+    "redact",
+]
+
+# user:password@ in a URL or DSN, and key=value pairs that name a secret.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+_SECRET_PARAM = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd|secret|secret_key|aws_secret_access_key|token|api_key|"
+    r"session_token|account_key|sas_token)\b\s*[=:]\s*)(?P<quote>['\"]?)[^\s&'\",;}]+",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """Hide passwords and secret parameters in ``text`` (a URL, a DSN, an error message)."""
+    text = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+    return _SECRET_PARAM.sub(r"\g<key>\g<quote>***", text)
+
+
+class JobStatusError(Exception):
+    """Base of every error jobstatus raises on purpose."""
+
+    status: ClassVar[int] = 500
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the HTTP answer for this error."""
+        return {"message": str(self)}
+
+
+class InvalidRequest(JobStatusError):
+    """400: the request (or a record handed to a store) is malformed."""
+
+    status = 400
+
+    def body(self) -> dict[str, Any]:
+        return {"message": f"Invalid payload: {self}"}
+
+
+class Unauthorized(JobStatusError):
+    """401: the ``x-api-key`` header is missing or matches no configured key."""
+
+    status = 401
+
+    def __init__(self, message: str = "Unauthorized") -> None:
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return {"message": "Unauthorized"}
+
+
+class JobNotFound(JobStatusError, KeyError):
+    """404: no record has this job id."""
+
+    status = 404
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+    def __str__(self) -> str:
+        return f"Job not found: {self.job_id!r}"
+
+    def body(self) -> dict[str, Any]:
+        return {"error": "Job not found", "job_id": self.job_id}
+
+
+class QueueFull(JobStatusError):
+    """429: the host's queue is full; the body is the upstream queue-overflow answer."""
+
+    status = 429
+
+    def __init__(
+        self,
+        max_queue_length: int,
+        *,
+        queue_length: int | None = None,
+        id: Any = None,
+        job_id: str | None = None,
+        pid: int | None = None,
+        queue_id: int | None = None,
+        build_number: str | None = None,
+    ) -> None:
+        super().__init__(f"MAX_QUEUE_LENGTH ({max_queue_length}) reached")
+        self.fields: dict[str, Any] = {
+            "code": 429,
+            "id": id,
+            "job_id": job_id,
+            "message": str(self),
+            "pid": pid,
+            "queue_id": queue_id,
+            "queue_length": max_queue_length if queue_length is None else queue_length,
+            "build_number": build_number,
+        }
+
+    def body(self) -> dict[str, Any]:
+        return dict(self.fields)
+
+
+class StorageError(JobStatusError):
+    """500: the store failed. The message names the failure and never carries a credential."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
+
+    def body(self) -> dict[str, Any]:
+        return {"error": f"Failed to retrieve job status: {self}", "code": 500}
+
+
+class ConfigurationError(ValueError):
+    """A store URL, option or missing extra that makes the configuration unusable."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))

@@ -1,0 +1,240 @@
+"""StatusService: auth → validate → store → envelope, with no web framework in sight.
+
+Adapters hand it a path, the raw body and the ``x-api-key`` header, and send back the
+:class:`Reply` it returns. Every answer, errors included, is JSON.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from jobstatus.envelope import build_envelope
+from jobstatus.errors import InvalidRequest, JobStatusError, StorageError, Unauthorized
+from jobstatus.schema import (
+    DEFAULT_MAX_BODY_BYTES,
+    JOB_STATUS_SCHEMA,
+    JOBS_STATUS_SCHEMA,
+    UUID_PATTERN,
+    RequestValidator,
+    parse_json_body,
+)
+from jobstatus.store import Store
+
+__all__ = ["JOBS_STATUS_PATH", "JOB_STATUS_PATH", "Reply", "StatusService", "dump_json"]
+
+log = logging.getLogger(__name__)
+
+JOB_STATUS_PATH = "/v1/toolkit/job/status"
+JOBS_STATUS_PATH = "/v1/toolkit/jobs/status"
+DEFAULT_SINCE_SECONDS = 600
+
+_JSON_HEADERS = (("Content-Type", "application/json"),)
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def dump_json(body: Any) -> bytes:
+    """JSON as Flask's ``jsonify`` sends it: compact, ASCII, one trailing newline."""
+    return (_encode(body) + "\n").encode("ascii")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status code, JSON body bytes, headers."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = _JSON_HEADERS
+
+    @classmethod
+    def json(cls, status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Reply:
+        return cls(status, dump_json(body), _JSON_HEADERS + tuple(headers))
+
+    def parsed(self) -> Any:
+        """The body as Python objects (for tests and for hosts that re-serialise)."""
+        return json.loads(self.body)
+
+
+class StatusService:
+    """Answers the status endpoints of ``spec/job_status.md`` from a :class:`~jobstatus.Store`.
+
+    Args:
+        store: where records are read. Reading a status never writes.
+        api_keys: the accepted ``x-api-key`` values (several at once, for rotation); an empty
+            collection accepts nobody; ``None`` turns authentication off for hosts that
+            authenticate requests themselves.
+        build_number: echoed as ``build_number`` in every envelope.
+        queue_id: echoed as ``queue_id``; like upstream, defaults to an id of this service.
+        queue_length: the host's queue length, or a function returning it.
+        job_id_pattern: a regular expression every requested job id must match whole
+            (a UUID by default).
+        max_body_bytes: larger request bodies are refused with a 400.
+        upstream_wire: answer as the running upstream service does rather than as its
+            document says: a 404 or 500 wrapped in an envelope whose ``message`` holds the
+            error, and a fresh outer ``job_id`` per request.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        api_keys: Iterable[str] | None,
+        build_number: str | None = None,
+        queue_id: int | None = None,
+        queue_length: int | Callable[[], int] = 0,
+        job_id_pattern: str = UUID_PATTERN,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        upstream_wire: bool = False,
+    ) -> None:
+        if isinstance(api_keys, str):
+            raise TypeError("api_keys takes a collection of keys, not one string")
+        self.store = store
+        self._keys = None if api_keys is None else [_key_bytes(k) for k in api_keys]
+        if self._keys is not None and not all(self._keys):
+            raise ValueError("an API key must not be empty")
+        self.build_number = build_number
+        self.queue_id = id(self) if queue_id is None else queue_id
+        self._queue_length = queue_length
+        self._job_id = re.compile(job_id_pattern)
+        self.job_id_pattern = job_id_pattern
+        self.max_body_bytes = max_body_bytes
+        self.upstream_wire = upstream_wire
+        self._validate_job = RequestValidator(JOB_STATUS_SCHEMA)
+        self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA)
+        #: path → handler; adapters mount exactly these, for POST.
+        self.routes: dict[str, Callable[[bytes, str | None], Reply]] = {
+            JOB_STATUS_PATH: self.job_status,
+            JOBS_STATUS_PATH: self.jobs_status,
+        }
+
+    def __repr__(self) -> str:
+        auth = "off" if self._keys is None else f"{len(self._keys)} key(s)"
+        return f"StatusService({self.store!r}, auth={auth})"
+
+    def handle(self, path: str, body: bytes, api_key: str | None) -> Reply:
+        """Answer a POST to ``path``; an unknown path is a JSON 404."""
+        handler = self.routes.get(path)
+        if handler is None:
+            return Reply.json(404, {"message": f"Not found: {path}"})
+        return handler(body, api_key)
+
+    def job_status(self, body: bytes, api_key: str | None) -> Reply:
+        """``POST /v1/toolkit/job/status``: one job's record in an envelope."""
+        return self._answer(JOB_STATUS_PATH, body, api_key, self._read_job_request,
+                            self._job_response)
+
+    def jobs_status(self, body: bytes, api_key: str | None) -> Reply:
+        """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
+        return self._answer(JOBS_STATUS_PATH, body, api_key, self._read_jobs_request,
+                            self._jobs_response)
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def _answer(
+        self,
+        endpoint: str,
+        body: bytes,
+        api_key: str | None,
+        read: Callable[[bytes], dict[str, Any]],
+        respond: Callable[[dict[str, Any]], tuple[Any, str | None]],
+    ) -> Reply:
+        started = time.perf_counter()
+        request_id = None
+        try:
+            self._authenticate(api_key)
+            payload = read(body)
+            request_id = payload.get("id")
+            response, job_id = respond(payload)
+        except JobStatusError as error:
+            return self._error_reply(endpoint, error, request_id, started)
+        except Exception as exc:  # a store raised something it should have translated
+            error = StorageError(f"{type(exc).__name__}: {exc}")
+            log.error("unexpected failure answering %s: %s", endpoint, error)
+            log.debug("unexpected failure", exc_info=True)
+            return self._error_reply(endpoint, error, request_id, started)
+        envelope = self._envelope(endpoint, 200, request_id, job_id, response, "success", started)
+        return Reply.json(200, envelope)
+
+    def _authenticate(self, api_key: str | None) -> None:
+        if self._keys is None:
+            return
+        given = _key_bytes(api_key or "")
+        # Compare against every key, always, so timing says nothing about which one matched.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(given, key)
+        if not matched:
+            raise Unauthorized()
+
+    def _read_job_request(self, body: bytes) -> dict[str, Any]:
+        payload = self._validate_job(parse_json_body(body, max_bytes=self.max_body_bytes))
+        if not self._job_id.fullmatch(payload["job_id"]):
+            raise InvalidRequest(
+                "job_id must be a UUID"
+                if self.job_id_pattern == UUID_PATTERN
+                else f"job_id does not match {self.job_id_pattern!r}"
+            )
+        return payload
+
+    def _job_response(self, payload: dict[str, Any]) -> tuple[Any, str | None]:
+        job_id: str = payload["job_id"]
+        return self.store.get(job_id).to_dict(), job_id
+
+    def _read_jobs_request(self, body: bytes) -> dict[str, Any]:
+        return self._validate_jobs(
+            parse_json_body(body, max_bytes=self.max_body_bytes, allow_empty=True)
+        )
+
+    def _jobs_response(self, payload: dict[str, Any]) -> tuple[Any, str | None]:
+        since_seconds = payload.get("since_seconds", DEFAULT_SINCE_SECONDS)
+        records = self.store.list(since=time.time() - since_seconds)
+        return {r.job_id: r.job_status for r in records}, None
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def _envelope(
+        self,
+        endpoint: str,
+        code: int,
+        request_id: Any,
+        job_id: str | None,
+        response: Any,
+        message: Any,
+        started: float,
+    ) -> dict[str, Any]:
+        queue_length = self._queue_length
+        return build_envelope(
+            endpoint=endpoint,
+            code=code,
+            id=request_id,
+            job_id=str(uuid.uuid4()) if self.upstream_wire else job_id,
+            response=response,
+            message=message,
+            pid=os.getpid(),
+            queue_id=self.queue_id,
+            run_time=time.perf_counter() - started,
+            queue_length=queue_length() if callable(queue_length) else queue_length,
+            build_number=self.build_number,
+        )
+
+    def _error_reply(
+        self, endpoint: str, error: JobStatusError, request_id: Any, started: float
+    ) -> Reply:
+        if self.upstream_wire and error.status in (404, 500):
+            envelope = self._envelope(
+                endpoint, error.status, request_id, None, None, error.body(), started
+            )
+            return Reply.json(error.status, envelope)
+        return Reply.json(error.status, error.body())
+
+
+def _key_bytes(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")

@@ -1,0 +1,17 @@
+"""Shared fixtures. Real services are found at their usual loopback addresses; a missing one is
+a skip on a laptop and a failure when JOBSTATUS_REQUIRE_SERVICES=1 (as .ci/run sets)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("JOBSTATUS_REQUIRE_SERVICES") == "1"
+
+
+def service_unavailable(reason: str) -> None:
+    """Skip the test, or fail it when services are required."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (JOBSTATUS_REQUIRE_SERVICES=1: a missing service is a failure)")
+    pytest.skip(reason)
