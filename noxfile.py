@@ -16,8 +16,13 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
-SERVICE_TOOLS = ["moto[server]>=5", "httpx", "schemathesis>=3.30", "openapi-spec-validator",
-                 "celery>=5.3"]
+SERVICE_TOOLS = [
+    "moto[server]>=5",
+    "httpx",
+    "schemathesis>=3.30",
+    "openapi-spec-validator",
+    "celery>=5.3",
+]
 
 
 def _run_pytest(session: nox.Session, *extra_args: str) -> None:
@@ -26,8 +31,10 @@ def _run_pytest(session: nox.Session, *extra_args: str) -> None:
         "pytest",
         *extra_args,
         *session.posargs,
-        env={"PYTHONHASHSEED": "0", "JOBSTATUS_REQUIRE_SERVICES":
-             os.environ.get("JOBSTATUS_REQUIRE_SERVICES", "0")},
+        env={
+            "PYTHONHASHSEED": "0",
+            "JOBSTATUS_REQUIRE_SERVICES": os.environ.get("JOBSTATUS_REQUIRE_SERVICES", "0"),
+        },
     )
 
 
@@ -71,8 +78,9 @@ def docs(session: nox.Session) -> None:
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")
     session.run("sphinx-build", "-b", "html", *common, "docs/_build/html")
     if "serve" in session.posargs:
-        session.run("python", "-m", "http.server", "8000", "-b", "127.0.0.1",
-                    "-d", "docs/_build/html")
+        session.run(
+            "python", "-m", "http.server", "8000", "-b", "127.0.0.1", "-d", "docs/_build/html"
+        )
 
 
 @nox.session

@@ -16,11 +16,7 @@ DEFAULT_STORE = "./jobstatus-data"
 
 
 def store_url_from_env(environ: Mapping[str, str] = os.environ) -> str:
-    return (
-        environ.get("JOBSTATUS_STORE")
-        or environ.get("LOCAL_STORAGE_PATH")
-        or DEFAULT_STORE
-    )
+    return environ.get("JOBSTATUS_STORE") or environ.get("LOCAL_STORAGE_PATH") or DEFAULT_STORE
 
 
 def api_keys_from_env(environ: Mapping[str, str] = os.environ) -> list[str] | None:

@@ -51,6 +51,8 @@ _OPTIONAL_KEYS = frozenset(_UPSTREAM_KEYS[2:])
 _UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f/\\]|\.\.")
 # An escaped NUL in JSON text: an odd number of backslashes before "u0000".
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+#: Compact ASCII JSON, as Flask's ``jsonify`` writes it: the form of every answer.
+dump_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def check_job_id(job_id: object) -> str:
@@ -90,6 +92,7 @@ class JobRecord:
     updated_at: float | None = field(default=None, compare=False)
     #: Upstream keys the source document did not have; kept out of :meth:`to_dict` while None.
     absent: frozenset[str] = field(default=frozenset(), repr=False)
+    _compact: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.job_status, JobState):
@@ -117,6 +120,15 @@ class JobRecord:
                 del doc[key]
         doc.update(self.extra)
         return doc
+
+    def compact_json(self) -> str:
+        """The document as compact ASCII JSON, the way it appears inside an answer; computed
+        once per record (records are immutable values: don't mutate what they hold)."""
+        compact = self._compact
+        if compact is None:
+            compact = dump_compact(self.to_dict())
+            object.__setattr__(self, "_compact", compact)
+        return compact
 
     def to_json(self) -> str:
         """The document as JSON text (``indent=2``, as the upstream service writes its files).

@@ -49,8 +49,9 @@ def serve(
 
         def load(self) -> Callable[..., Any]:
             store = open_store(store_url)
-            service = StatusService(store, api_keys=api_keys, build_number=build_number,
-                                    upstream_wire=upstream_wire)
+            service = StatusService(
+                store, api_keys=api_keys, build_number=build_number, upstream_wire=upstream_wire
+            )
             return make_app(service)
 
     _Server().run()

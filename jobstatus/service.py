@@ -12,19 +12,30 @@ import logging
 import os
 import re
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from jobstatus.envelope import build_envelope
-from jobstatus.errors import InvalidRequest, JobStatusError, StorageError, Unauthorized
+from jobstatus.errors import (
+    InvalidRequest,
+    JobStatusError,
+    StorageError,
+    Unauthorized,
+    redact,
+)
+from jobstatus.record import dump_compact
 from jobstatus.schema import (
     DEFAULT_MAX_BODY_BYTES,
     JOB_STATUS_SCHEMA,
     JOBS_STATUS_SCHEMA,
     UUID_PATTERN,
     RequestValidator,
+    accepts_job_status,
+    accepts_jobs_status,
     parse_json_body,
 )
 from jobstatus.store import Store
@@ -38,12 +49,11 @@ JOBS_STATUS_PATH = "/v1/toolkit/jobs/status"
 DEFAULT_SINCE_SECONDS = 600
 
 _JSON_HEADERS = (("Content-Type", "application/json"),)
-_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def dump_json(body: Any) -> bytes:
     """JSON as Flask's ``jsonify`` sends it: compact, ASCII, one trailing newline."""
-    return (_encode(body) + "\n").encode("ascii")
+    return (dump_compact(body) + "\n").encode("ascii")
 
 
 @dataclass(frozen=True)
@@ -102,13 +112,16 @@ class StatusService:
             raise ValueError("an API key must not be empty")
         self.build_number = build_number
         self.queue_id = id(self) if queue_id is None else queue_id
+        # The envelope's last key never changes: encoded once.
+        self._build_number_tail = f',"build_number":{dump_compact(build_number)}}}\n'
+
         self._queue_length = queue_length
         self._job_id = re.compile(job_id_pattern)
         self.job_id_pattern = job_id_pattern
         self.max_body_bytes = max_body_bytes
         self.upstream_wire = upstream_wire
-        self._validate_job = RequestValidator(JOB_STATUS_SCHEMA)
-        self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA)
+        self._validate_job = RequestValidator(JOB_STATUS_SCHEMA, accepts_job_status)
+        self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA, accepts_jobs_status)
         #: path → handler; adapters mount exactly these, for POST.
         self.routes: dict[str, Callable[[bytes, str | None], Reply]] = {
             JOB_STATUS_PATH: self.job_status,
@@ -128,13 +141,15 @@ class StatusService:
 
     def job_status(self, body: bytes, api_key: str | None) -> Reply:
         """``POST /v1/toolkit/job/status``: one job's record in an envelope."""
-        return self._answer(JOB_STATUS_PATH, body, api_key, self._read_job_request,
-                            self._job_response)
+        return self._answer(
+            JOB_STATUS_PATH, body, api_key, self._read_job_request, self._job_response
+        )
 
     def jobs_status(self, body: bytes, api_key: str | None) -> Reply:
         """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
-        return self._answer(JOBS_STATUS_PATH, body, api_key, self._read_jobs_request,
-                            self._jobs_response)
+        return self._answer(
+            JOBS_STATUS_PATH, body, api_key, self._read_jobs_request, self._jobs_response
+        )
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -144,7 +159,7 @@ class StatusService:
         body: bytes,
         api_key: str | None,
         read: Callable[[bytes], dict[str, Any]],
-        respond: Callable[[dict[str, Any]], tuple[Any, str | None]],
+        respond: Callable[[dict[str, Any]], tuple[str, str | None]],
     ) -> Reply:
         started = time.perf_counter()
         request_id = None
@@ -152,16 +167,16 @@ class StatusService:
             self._authenticate(api_key)
             payload = read(body)
             request_id = payload.get("id")
-            response, job_id = respond(payload)
+            response_json, job_id = respond(payload)
         except JobStatusError as error:
             return self._error_reply(endpoint, error, request_id, started)
         except Exception as exc:  # a store raised something it should have translated
-            error = StorageError(f"{type(exc).__name__}: {exc}")
-            log.error("unexpected failure answering %s: %s", endpoint, error)
-            log.debug("unexpected failure", exc_info=True)
-            return self._error_reply(endpoint, error, request_id, started)
-        envelope = self._envelope(endpoint, 200, request_id, job_id, response, "success", started)
-        return Reply.json(200, envelope)
+            failure = StorageError(f"{type(exc).__name__}: {exc}")
+            log.error("unexpected failure answering %s: %s", endpoint, failure)
+            # The traceback helps; its text may hold a credential, so it is redacted too.
+            log.debug("traceback:\n%s", redact("".join(traceback.format_exception(exc))))
+            return self._error_reply(endpoint, failure, request_id, started)
+        return Reply(200, self._success_body(endpoint, request_id, job_id, response_json, started))
 
     def _authenticate(self, api_key: str | None) -> None:
         if self._keys is None:
@@ -184,21 +199,44 @@ class StatusService:
             )
         return payload
 
-    def _job_response(self, payload: dict[str, Any]) -> tuple[Any, str | None]:
+    def _job_response(self, payload: dict[str, Any]) -> tuple[str, str | None]:
         job_id: str = payload["job_id"]
-        return self.store.get(job_id).to_dict(), job_id
+        return self.store.get(job_id).compact_json(), job_id
 
     def _read_jobs_request(self, body: bytes) -> dict[str, Any]:
         return self._validate_jobs(
             parse_json_body(body, max_bytes=self.max_body_bytes, allow_empty=True)
         )
 
-    def _jobs_response(self, payload: dict[str, Any]) -> tuple[Any, str | None]:
+    def _jobs_response(self, payload: dict[str, Any]) -> tuple[str, str | None]:
         since_seconds = payload.get("since_seconds", DEFAULT_SINCE_SECONDS)
         records = self.store.list(since=time.time() - since_seconds)
-        return {r.job_id: r.job_status for r in records}, None
+        return dump_compact({r.job_id: r.job_status for r in records}), None
 
     # -- answers -----------------------------------------------------------------------------
+
+    def _success_body(
+        self,
+        endpoint: str,
+        request_id: Any,
+        job_id: str | None,
+        response_json: str,
+        started: float,
+    ) -> bytes:
+        """The 200 envelope, byte for byte what ``dump_json(build_envelope(...))`` gives, spliced
+        around the record's own cached JSON so that a polled record is not encoded again."""
+        if self.upstream_wire:
+            job_id = str(uuid.uuid4())
+        run_time = _scalar_json(round(time.perf_counter() - started, 3))
+        queue_length = self._queue_length
+        return (
+            f'{{"endpoint":"{endpoint}","code":200,"id":{_scalar_json(request_id)},'
+            f'"job_id":{_scalar_json(job_id)},"response":{response_json},"message":"success",'
+            f'"pid":{os.getpid()},"queue_id":{_scalar_json(self.queue_id)},'
+            f'"run_time":{run_time},"queue_time":0.0,"total_time":{run_time},"queue_length":'
+            f"{_scalar_json(queue_length() if callable(queue_length) else queue_length)}"
+            f"{self._build_number_tail}"
+        ).encode("ascii")
 
     def _envelope(
         self,
@@ -234,6 +272,18 @@ class StatusService:
             )
             return Reply.json(error.status, envelope)
         return Reply.json(error.status, error.body())
+
+
+def _scalar_json(value: Any) -> str:
+    """``dump_compact(value)``, without the encoder's overhead for the common small values."""
+    kind = type(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        return float.__repr__(value)  # finite here: a rounded duration
+    return dump_compact(value)
 
 
 def _key_bytes(key: str) -> bytes:

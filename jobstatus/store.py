@@ -54,9 +54,7 @@ class Store(Protocol):
         """Records with ``updated_at >= since`` and a status among ``status``, newest first."""
         ...
 
-    def purge(
-        self, *, older_than: float, status: str | Collection[str] | None = None
-    ) -> int:
+    def purge(self, *, older_than: float, status: str | Collection[str] | None = None) -> int:
         """Delete records with ``updated_at < older_than`` (and a status among ``status``);
         return how many were deleted."""
         ...
@@ -108,11 +106,7 @@ def matches_status(record: JobRecord, statuses: frozenset[str] | None) -> bool:
 
 def keeps_stored(stored_status: str | None, new_status: str, *, force: bool) -> bool:
     """True when a put must leave the stored record alone: it is final and the new one is not."""
-    return (
-        not force
-        and stored_status in FINAL_STATES
-        and new_status not in FINAL_STATES
-    )
+    return not force and stored_status in FINAL_STATES and new_status not in FINAL_STATES
 
 
 def now() -> float:

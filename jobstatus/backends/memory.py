@@ -101,5 +101,3 @@ def open_memory_store(url: str, **options: Any) -> MemoryStore:
     if options:
         raise TypeError(f"memory:// takes no options, got {sorted(options)}")
     return MemoryStore()
-
-

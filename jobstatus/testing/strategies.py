@@ -11,9 +11,7 @@ from jobstatus.record import JobRecord, JobState, check_job_id
 
 __all__ = ["documents", "job_ids", "job_statuses", "json_values", "records"]
 
-_SAFE_CHARS = st.characters(
-    blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"
-)
+_SAFE_CHARS = st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="/\\")
 
 
 def _is_safe(job_id: str) -> bool:
@@ -33,8 +31,7 @@ def job_ids() -> st.SearchStrategy[str]:
 
 
 #: Strings a document may hold: any Unicode but NUL and lone surrogates.
-_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                max_size=20)
+_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20)
 
 
 def json_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
@@ -80,10 +77,14 @@ def documents(
     }
     for key in ("queue_id", "process_id", "response"):
         if draw(st.booleans()):
-            doc[key] = draw(json_values() if key == "response" else st.one_of(
-                st.none(), st.integers(min_value=0, max_value=2**53 - 1)))
-    extra = draw(st.dictionaries(_text.filter(lambda k: k not in _UPSTREAM), json_values(4),
-                                 max_size=3))
+            doc[key] = draw(
+                json_values()
+                if key == "response"
+                else st.one_of(st.none(), st.integers(min_value=0, max_value=2**53 - 1))
+            )
+    extra = draw(
+        st.dictionaries(_text.filter(lambda k: k not in _UPSTREAM), json_values(4), max_size=3)
+    )
     doc.update(extra)
     return doc
 

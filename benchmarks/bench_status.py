@@ -1,0 +1,149 @@
+"""Status lookups per second through ``make_app``, next to a floor, in one run.
+
+The floor is a bare WSGI function that reads the record file's bytes and returns them: one
+file read, no checks. Both are called in-process the same way (build the environ, call the app,
+consume the body), alternating in rounds so that both see the same machine. The figure that
+counts is the ratio ours / floor (target: at least 0.6).
+
+    python benchmarks/bench_status.py [--rounds 10] [--seconds 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from jobstatus import JobRecord, StatusService
+from jobstatus.adapters.wsgi import make_app
+from jobstatus.backends.filesystem import FileSystemStore
+
+JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
+KEY = "benchmark-key"
+BODY = json.dumps({"job_id": JOB_ID}).encode()
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def one_kb_record() -> JobRecord:
+    record = JobRecord(
+        job_id=JOB_ID,
+        job_status="done",
+        queue_id=140368864456064,
+        process_id=123456,
+        response={
+            "endpoint": "/v1/media/transcribe",
+            "code": 200,
+            "id": "transcribe_job_123",
+            "job_id": JOB_ID,
+            "response": "",
+            "message": "success",
+            "pid": 123456,
+            "queue_id": 140368864456064,
+            "run_time": 5.234,
+            "queue_time": 1.123,
+            "total_time": 6.357,
+            "queue_length": 0,
+            "build_number": "1.0.0",
+        },
+    )
+    pad = 1024 - len(record.to_json())
+    response = dict(record.response, response="x" * pad)
+    return JobRecord(**{**record.__dict__, "response": response})
+
+
+def floor_app(path: str) -> WSGIApp:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        with open(path, "rb") as file:
+            data = file.read()
+        start_response(
+            "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        )
+        return [data]
+
+    return app
+
+
+def call(app: WSGIApp) -> int:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/toolkit/job/status",
+        "CONTENT_LENGTH": str(len(BODY)),
+        "wsgi.input": io.BytesIO(BODY),
+        "HTTP_X_API_KEY": KEY,
+    }
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, h: status.append(s)))
+    if not status[0].startswith("200") or not body:
+        raise RuntimeError(f"unexpected answer {status} {body[:200]!r}")
+    return len(body)
+
+
+def rate(app: WSGIApp, seconds: float) -> float:
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(200):
+            call(app)
+        count += 200
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=0.5, help="per round and contender")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "status.json"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as root:
+        store = FileSystemStore(root)
+        store.put(one_kb_record())
+        path = os.path.join(root, "jobs", f"{JOB_ID}.json")
+        contenders = {
+            "floor: bare WSGI file read": floor_app(path),
+            "jobstatus make_app": make_app(
+                StatusService(store, api_keys=[KEY], build_number="1.0.0")
+            ),
+        }
+        for app in contenders.values():  # warm up
+            rate(app, 0.2)
+        rounds: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, app in contenders.items():
+                rounds[name].append(rate(app, args.seconds))
+
+    medians = {name: statistics.median(values) for name, values in rounds.items()}
+    floor, ours = medians["floor: bare WSGI file read"], medians["jobstatus make_app"]
+    result = {
+        "benchmark": "status lookups through make_app on a filesystem store, 1 KB record",
+        "python": sys.version.split()[0],
+        "rounds": args.rounds,
+        "seconds_per_round": args.seconds,
+        "requests_per_second": medians,
+        "all_rounds": rounds,
+        "ratio_to_floor": ours / floor,
+        "target_ratio": 0.6,
+        "record_bytes": os.path.getsize(path) if os.path.exists(path) else 1024,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    width = max(map(len, medians))
+    for name, value in medians.items():
+        print(f"{name:<{width}}  {value:>10,.0f} req/s")
+    print(f"{'ratio (ours / floor)':<{width}}  {ours / floor:>10.2f}   (target >= 0.6)")
+
+
+if __name__ == "__main__":
+    main()

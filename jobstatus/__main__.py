@@ -1,0 +1,5 @@
+"""``python -m jobstatus``: the command line."""
+
+from jobstatus.cli import entry_point
+
+entry_point()

@@ -1,0 +1,125 @@
+"""One HTTP client per adapter, all with the same call shape, for the HTTP conformance suite.
+
+A client is ``call(method, path, body=b"", headers=None) -> Answer``. Each adapter module
+registers a factory in ``ADAPTERS``: ``factory(service) -> client``. The HTTP suite runs every
+case on every adapter and demands the same status and JSON body from all of them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from jobstatus.service import StatusService
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+Client = Callable[..., Answer]
+
+
+def wsgi_client(service: StatusService) -> Client:
+    from jobstatus.adapters.wsgi import make_app
+
+    app = make_app(service)
+
+    def call(
+        method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> Answer:
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "SERVER_NAME": "test",
+            "SERVER_PORT": "80",
+            "wsgi.input": io.BytesIO(body),
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.url_scheme": "http",
+        }
+        for name, value in (headers or {}).items():
+            key = name.upper().replace("-", "_")
+            if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                environ[key] = value
+            else:  # WSGI carries header values as latin-1 decoded strings
+                environ[f"HTTP_{key}"] = value.encode("utf-8").decode("latin-1")
+        seen: dict[str, Any] = {}
+
+        def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
+            seen["status"] = int(status.split()[0])
+            seen["headers"] = {k.lower(): v for k, v in response_headers}
+
+        payload = b"".join(app(environ, start_response))
+        return Answer(seen["status"], seen["headers"], payload)
+
+    return call
+
+
+def flask_client(service: StatusService) -> Client:
+    """The blueprint in a bare Flask app, through Flask's test client."""
+    from flask import Flask
+
+    from jobstatus.adapters.flask import make_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(make_blueprint(service))
+    test_client = app.test_client()
+
+    def call(
+        method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> Answer:
+        # Header values as they arrive from the wire: UTF-8 bytes, seen as latin-1 by WSGI.
+        wire = {k: v.encode("utf-8").decode("latin-1") for k, v in (headers or {}).items()}
+        response = test_client.open(path, method=method, data=body, headers=wire)
+        with response:
+            payload = response.get_data()
+        return Answer(response.status_code, {k.lower(): v for k, v in response.headers}, payload)
+
+    return call
+
+
+def fastapi_client(service: StatusService) -> Client:
+    """The router in a bare FastAPI app, through httpx's ASGI transport (each call runs in a
+    fresh event loop; starlette's TestClient warns about httpx under ``-W error``)."""
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+
+    from jobstatus.adapters.fastapi import make_router
+
+    app = FastAPI()
+    app.include_router(make_router(service))
+
+    async def send(method: str, path: str, body: bytes, headers: dict[str, bytes]) -> Answer:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            response = await client.request(method, path, content=body, headers=headers)
+        return Answer(response.status_code, dict(response.headers), response.content)
+
+    def call(
+        method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> Answer:
+        wire = {k: v.encode("utf-8") for k, v in (headers or {}).items()}
+        return asyncio.run(send(method, path, body, wire))
+
+    return call
+
+
+#: adapter name → (factory, pytest marks). A factory imports its framework only when called.
+ADAPTERS: dict[str, tuple[Callable[[StatusService], Client], tuple[pytest.MarkDecorator, ...]]] = {
+    "wsgi": (wsgi_client, ()),
+    "flask": (flask_client, (pytest.mark.extras,)),
+    "fastapi": (fastapi_client, (pytest.mark.extras,)),
+}
