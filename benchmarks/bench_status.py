@@ -111,11 +111,16 @@ def main() -> None:
         store = FileSystemStore(root)
         store.put(one_kb_record())
         path = os.path.join(root, "jobs", f"{JOB_ID}.json")
+        ours = make_app(StatusService(store, api_keys=[KEY], build_number="1.0.0"))
+
+        def ours_cold(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            store._recent.clear()  # as if the record had changed since the last poll
+            return ours(environ, start_response)
+
         contenders = {
             "floor: bare WSGI file read": floor_app(path),
-            "jobstatus make_app": make_app(
-                StatusService(store, api_keys=[KEY], build_number="1.0.0")
-            ),
+            "jobstatus make_app": ours,
+            "jobstatus make_app, record parsed every time": ours_cold,
         }
         for app in contenders.values():  # warm up
             rate(app, 0.2)
@@ -126,6 +131,7 @@ def main() -> None:
 
     medians = {name: statistics.median(values) for name, values in rounds.items()}
     floor, ours = medians["floor: bare WSGI file read"], medians["jobstatus make_app"]
+    cold = medians["jobstatus make_app, record parsed every time"]
     result = {
         "benchmark": "status lookups through make_app on a filesystem store, 1 KB record",
         "python": sys.version.split()[0],
@@ -134,6 +140,7 @@ def main() -> None:
         "requests_per_second": medians,
         "all_rounds": rounds,
         "ratio_to_floor": ours / floor,
+        "ratio_to_floor_parsed_every_time": cold / floor,
         "target_ratio": 0.6,
         "record_bytes": os.path.getsize(path) if os.path.exists(path) else 1024,
     }
@@ -143,6 +150,7 @@ def main() -> None:
     for name, value in medians.items():
         print(f"{name:<{width}}  {value:>10,.0f} req/s")
     print(f"{'ratio (ours / floor)':<{width}}  {ours / floor:>10.2f}   (target >= 0.6)")
+    print(f"{'ratio (parsed every time / floor)':<{width}}  {cold / floor:>10.2f}")
 
 
 if __name__ == "__main__":
