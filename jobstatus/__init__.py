@@ -14,6 +14,7 @@ from jobstatus.errors import (
 from jobstatus.record import JobRecord, JobState
 from jobstatus.service import Reply, StatusService
 from jobstatus.store import Store
+from jobstatus.tracker import JobTracker
 
 __all__ = [
     "ConfigurationError",
@@ -22,6 +23,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "JobStatusError",
+    "JobTracker",
     "QueueFull",
     "Reply",
     "StatusService",

@@ -290,3 +290,90 @@ class StoreTests:
             max_examples=self.state_machine_examples,
         )
         clear(store)
+
+    # -- transition rules ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        ("first", "then"),
+        [
+            ("queued", "running"),
+            ("running", "queued"),
+            ("queued", "submitted"),
+            ("submitted", "running"),
+            ("running", "custom"),
+            ("custom", "queued"),
+            ("Done", "running"),  # states are case-sensitive: "Done" is a custom state
+            ("queued", "done"),
+            ("running", "failed"),
+        ],
+    )
+    def test_a_job_that_is_not_final_moves_freely(
+        self, store: Store, first: str, then: str
+    ) -> None:
+        store.put(_record(job_status=first))
+        assert store.put(_record(job_status=then)).job_status == then
+        assert store.get("job-1").job_status == then
+
+    def test_a_refused_late_write_keeps_the_whole_record_and_its_stamp(self, store: Store) -> None:
+        """The stored record comes back untouched: document and ``updated_at`` alike, so a
+        stream of late retries neither rewrites a finished job nor keeps it from a purge."""
+        done = store.put(
+            _record(
+                job_status="done", queue_id=7, process_id=8, response={"r": 1}, extra={"kept": True}
+            )
+        )
+        self._tick()
+        late = store.put(_record(job_status="running", queue_id=1, process_id=2, response=None))
+        assert late.to_dict() == done.to_dict()
+        assert late.updated_at == done.updated_at
+        got = store.get("job-1")
+        assert got.to_dict() == done.to_dict()
+        assert got.updated_at == done.updated_at
+
+    def test_a_final_write_on_a_final_job_is_stamped_anew(self, store: Store) -> None:
+        first = store.put(_record(job_status="failed", response="boom"))
+        self._tick()
+        second = store.put(_record(job_status="done", response="ok"))
+        assert second.updated_at is not None
+        assert first.updated_at is not None
+        assert second.updated_at > first.updated_at
+        assert store.get("job-1").to_dict() == _record(job_status="done", response="ok").to_dict()
+
+    def test_a_forced_job_is_no_longer_final(self, store: Store) -> None:
+        store.put(_record(job_status="done"))
+        store.put(_record(job_status="queued"), force=True)
+        assert store.put(_record(job_status="running")).job_status == "running"
+        assert store.get("job-1").job_status == "running"
+
+    def test_a_force_write_of_a_final_state_replaces(self, store: Store) -> None:
+        store.put(_record(job_status="done", response=1))
+        assert store.put(_record(job_status="failed", response=2), force=True).response == 2
+        assert store.get("job-1").to_dict() == _record(job_status="failed", response=2).to_dict()
+
+    @pytest.mark.parametrize("final", ["done", "failed"])
+    def test_a_restored_final_job_is_final_too(self, store: Store, final: str) -> None:
+        store.restore([_record(job_status=final, response="r", updated_at=BASE_TIME)])
+        kept = store.put(_record(job_status="running"))
+        assert (kept.job_status, kept.response, kept.updated_at) == (final, "r", BASE_TIME)
+        assert store.get("job-1").job_status == final
+
+    def test_a_restored_running_job_over_a_final_one_is_not_final(self, store: Store) -> None:
+        store.put(_record(job_status="done"))
+        store.restore([_record(job_status="running", updated_at=BASE_TIME)])
+        assert store.put(_record(job_status="queued")).job_status == "queued"
+
+    def test_a_deleted_final_job_can_start_over(self, store: Store) -> None:
+        store.put(_record(job_status="done"))
+        assert store.delete("job-1") is True
+        assert store.put(_record(job_status="queued")).job_status == "queued"
+        assert store.get("job-1").job_status == "queued"
+
+    def test_the_final_rule_is_per_job(self, store: Store) -> None:
+        store.put(_record(job_id="finished", job_status="done"))
+        store.put(_record(job_id="other", job_status="queued"))
+        assert store.put(_record(job_id="other", job_status="running")).job_status == "running"
+        assert store.put(_record(job_id="finished", job_status="running")).job_status == "done"
+        assert {r.job_id: r.job_status for r in store.list()} == {
+            "finished": "done",
+            "other": "running",
+        }

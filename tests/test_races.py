@@ -1,0 +1,152 @@
+"""Several processes write ``running`` while one writes ``done``: the job ends ``done``.
+
+Threads share one store object; these are separate processes, each with its own store opened
+from the URL, so only the backend's own atomic check (a lock, a conditional statement, a
+conditional write) can keep a finished job finished. Memory is per process, so it is not here.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from jobstatus import JobRecord, open_store
+from tests import s3_server
+from tests.conftest import service_unavailable
+from tests.s3_server import S3Endpoint
+
+RUNNERS = 4
+JOBS = 12  # races per test: a read-then-write window shows up in one of them
+EARLY_RUNNING_WRITES = 3  # the finisher writes "running" a few times before "done"
+SEEN_DONE = 3  # a runner moves on once its "running" was refused this many times
+MAX_WRITES = 2_000  # per job and runner: a store that never says "done" fails, not hangs
+
+# The local S3 endpoint's fixtures (tests/s3_server.py), used without a conftest change.
+aws_environment = s3_server.aws_environment
+s3_endpoint = s3_server.s3_endpoint
+
+
+class Target(NamedTuple):
+    url: str
+    options: dict[str, Any]
+
+
+def _runner(target: Target, prefix: str, start: Any, results: Any) -> None:
+    """Write "running" to each job until the store has refused it SEEN_DONE times."""
+    refused_per_job = []
+    with open_store(target.url, **target.options) as store:
+        start.wait(60)
+        for job in range(JOBS):
+            record = JobRecord(
+                job_id=f"{prefix}-{job}", job_status="running", response={"writer": "runner"}
+            )
+            refused = writes = 0
+            while refused < SEEN_DONE and writes < MAX_WRITES:
+                writes += 1
+                if store.put(record).job_status == "done":
+                    refused += 1
+            refused_per_job.append(refused)
+    results.put(("runner", refused_per_job))
+
+
+def _finisher(target: Target, prefix: str, start: Any, results: Any) -> None:
+    with open_store(target.url, **target.options) as store:
+        start.wait(60)
+        for job in range(JOBS):
+            job_id = f"{prefix}-{job}"
+            for _ in range(EARLY_RUNNING_WRITES):
+                store.put(JobRecord(job_id=job_id, job_status="running"))
+            store.put(JobRecord(job_id=job_id, job_status="done", response={"writer": "done"}))
+    results.put(("finisher", []))
+
+
+def race(target: Target) -> list[list[int]]:
+    """Run the race in RUNNERS + 1 fresh processes; return each runner's refusals per job."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    prefix = f"race-{uuid.uuid4().hex[:12]}"
+    processes = [
+        context.Process(target=_runner, args=(target, prefix, start, results))
+        for _ in range(RUNNERS)
+    ]
+    processes.append(context.Process(target=_finisher, args=(target, prefix, start, results)))
+    for process in processes:
+        process.start()
+    start.set()
+    reports = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(30)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+    with open_store(target.url, **target.options) as store:
+        for job in range(JOBS):
+            got = store.get(f"{prefix}-{job}")
+            assert (got.job_status, got.response) == ("done", {"writer": "done"}), job
+    return [refused for kind, refused in reports if kind == "runner"]
+
+
+# -- the stores --------------------------------------------------------------------------------
+
+
+def _reachable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _sql_target(url: str, port: int | None) -> Iterator[Target]:
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    if port is not None and not _reachable(port):
+        service_unavailable(f"no database server on 127.0.0.1:{port}")
+    table = f"race_{uuid.uuid4().hex[:10]}"
+    yield Target(url, {"table_name": table})
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(
+    params=[
+        "filesystem",
+        pytest.param("sqlite", marks=pytest.mark.extras),
+        pytest.param("postgresql", marks=[pytest.mark.extras, pytest.mark.services]),
+        pytest.param("mariadb", marks=[pytest.mark.extras, pytest.mark.services]),
+        pytest.param("s3", marks=[pytest.mark.extras, pytest.mark.services]),
+    ]
+)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    kind = request.param
+    if kind == "filesystem":
+        yield Target(f"file://{tmp_path}", {})
+    elif kind == "sqlite":
+        yield from _sql_target(f"sqlite:///{tmp_path / 'race.db'}", None)
+    elif kind == "postgresql":
+        yield from _sql_target("postgresql+psycopg://postgres@127.0.0.1:5432/test", 5432)
+    elif kind == "mariadb":
+        yield from _sql_target("mysql+pymysql://root@127.0.0.1:3306/test", 3306)
+    else:
+        yield Target(request.getfixturevalue("s3_store_url"), {})
+
+
+@pytest.fixture
+def s3_store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh prefix in the bucket of the local S3 endpoint (tests/s3_server.py)."""
+    pytest.importorskip("s3fs")
+    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
+    return endpoint.store_url()
+
+
+def test_late_running_writes_from_other_processes_never_undo_done(target: Target) -> None:
+    refusals = race(target)
+    assert len(refusals) == RUNNERS
+    # Every runner kept writing "running" after "done" landed, and was refused each time:
+    # the race really happened, on every job.
+    assert all(refused == [SEEN_DONE] * JOBS for refused in refusals), refusals
