@@ -23,7 +23,7 @@ __all__ = [
 _URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
 _SECRET_PARAM = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|secret_key|aws_secret_access_key|token|api_key|"
-    r"session_token|account_key|sas_token)\b\s*[=:]\s*)(?P<quote>['\"]?)[^\s&'\",;}]+",
+    r"session_token|account_key|sas_token)\b\s*[=:]\s*)(?P<quote>['\"]?)[^\s&'\",;})]+",
     re.IGNORECASE,
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterable, Iterator
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from jobstatus.record import FINAL_STATES, JobRecord
 
@@ -73,13 +73,16 @@ class Store(Protocol):
     ) -> None: ...
 
 
+_Self = TypeVar("_Self", bound="BaseStore")
+
+
 class BaseStore:
     """Context-manager support and a no-op :meth:`close` for backends to build on."""
 
     def close(self) -> None:
         """Release resources; nothing to release by default."""
 
-    def __enter__(self) -> BaseStore:
+    def __enter__(self: _Self) -> _Self:
         return self
 
     def __exit__(
