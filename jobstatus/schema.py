@@ -6,6 +6,7 @@ Validation is jsonschema's; the body is read as JSON whatever its Content-Type.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "JOBS_STATUS_SCHEMA",
     "JOB_STATUS_SCHEMA",
+    "MAX_NESTING_DEPTH",
     "UUID_PATTERN",
     "RequestValidator",
     "accepts_job_status",
@@ -42,6 +44,12 @@ UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
+#: The deepest nesting of arrays and objects a request body may have. The request schemas are
+#: flat; the limit keeps every later step (jsonschema's messages, echoing ``id``) far from
+#: Python's recursion limit, so the answer to a deep body is always the same 400, whatever the
+#: stack depth the host app calls the service at.
+MAX_NESTING_DEPTH = 64
+
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
@@ -62,12 +70,36 @@ def parse_json_body(body: bytes, *, max_bytes: int, allow_empty: bool = False) -
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    # Counting brackets is cheap; only a body with many of them is scanned. The scan runs before
+    # the parser so that the answer never depends on where the parser's recursion gives up.
+    if text.count("[") + text.count("{") > MAX_NESTING_DEPTH and _nests_deeper_than(
+        text, MAX_NESTING_DEPTH
+    ):
+        raise InvalidRequest("body is nested too deeply")
     try:
         return _decode(text)
     except ValueError as exc:
         raise InvalidRequest(f"body is not valid JSON ({exc})") from None
     except RecursionError:
         raise InvalidRequest("body is nested too deeply") from None
+
+
+# A JSON string (possibly unterminated), or one bracket.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.S)
+
+
+def _nests_deeper_than(text: str, limit: int) -> bool:
+    """True when arrays and objects open more than ``limit`` levels deep, outside strings."""
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match.group()
+        if token == "[" or token == "{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif token == "]" or token == "}":
+            depth -= 1
+    return False
 
 
 class RequestValidator:
