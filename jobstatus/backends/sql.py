@@ -421,16 +421,21 @@ class SQLStore(BaseStore):
         with self._ddl_lock:
             if self._table_ready:
                 return
-            try:
-                with self._serial, self.engine.begin() as conn:
-                    self.table.create(conn, checkfirst=True)
-            except sa_exc.SQLAlchemyError:
-                # Lost a race: the other process's CREATE won ("already exists", or on
-                # PostgreSQL a unique violation in pg_type). Fine if the table is there now.
-                with self._serial, self.engine.connect() as conn:
-                    inspector = sa.inspect(conn)
-                    if not inspector.has_table(self.table.name, schema=self.table.schema):
+            for pause in (0.05, 0.1, 0.2, 0.4, None):
+                try:
+                    with self._serial, self.engine.begin() as conn:
+                        self.table.create(conn, checkfirst=True)
+                    break
+                except sa_exc.SQLAlchemyError:
+                    # Lost a race: the other process's CREATE won ("already exists", or on
+                    # PostgreSQL a unique violation in pg_type), or is still running (SQLite's
+                    # "database is locked"). Fine once the table is there.
+                    with self._serial, self.engine.connect() as conn:
+                        if sa.inspect(conn).has_table(self.table.name, schema=self.table.schema):
+                            break
+                    if pause is None:
                         raise
+                    time.sleep(pause)
             self._table_ready = True
 
     # -- reading ---------------------------------------------------------------------------------
