@@ -37,7 +37,7 @@ def build_envelope(
     run_time: float = 0.0,
     queue_time: float = 0.0,
     total_time: float | None = None,
-    queue_length: int = 0,
+    queue_length: int | None = 0,
     build_number: str | None = None,
 ) -> dict[str, Any]:
     """Return the upstream envelope; times are seconds rounded to 3 places.

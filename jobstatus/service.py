@@ -68,6 +68,11 @@ class Reply:
     def json(cls, status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Reply:
         return cls(status, dump_json(body), _JSON_HEADERS + tuple(headers))
 
+    @classmethod
+    def method_not_allowed(cls) -> Reply:
+        """The JSON 405 every adapter sends for a method other than POST."""
+        return cls.json(405, {"message": "Method not allowed"}, [("Allow", "POST")])
+
     def parsed(self) -> Any:
         """The body as Python objects (for tests and for hosts that re-serialise)."""
         return json.loads(self.body)
@@ -168,15 +173,17 @@ class StatusService:
             payload = read(body)
             request_id = payload.get("id")
             response_json, job_id = respond(payload)
+            return Reply(
+                200, self._success_body(endpoint, request_id, job_id, response_json, started)
+            )
         except JobStatusError as error:
             return self._error_reply(endpoint, error, request_id, started)
-        except Exception as exc:  # a store raised something it should have translated
+        except Exception as exc:  # a store (or the host's queue_length) raised, untranslated
             failure = StorageError(f"{type(exc).__name__}: {exc}")
             log.error("unexpected failure answering %s: %s", endpoint, failure)
             # The traceback helps; its text may hold a credential, so it is redacted too.
             log.debug("traceback:\n%s", redact("".join(traceback.format_exception(exc))))
             return self._error_reply(endpoint, failure, request_id, started)
-        return Reply(200, self._success_body(endpoint, request_id, job_id, response_json, started))
 
     def _authenticate(self, api_key: str | None) -> None:
         if self._keys is None:
@@ -248,7 +255,12 @@ class StatusService:
         message: Any,
         started: float,
     ) -> dict[str, Any]:
-        queue_length = self._queue_length
+        queue_length: Any = self._queue_length
+        if callable(queue_length):
+            try:
+                queue_length = queue_length()
+            except Exception:  # already answering an error: report no length rather than fail
+                queue_length = None
         return build_envelope(
             endpoint=endpoint,
             code=code,
@@ -259,7 +271,7 @@ class StatusService:
             pid=os.getpid(),
             queue_id=self.queue_id,
             run_time=time.perf_counter() - started,
-            queue_length=queue_length() if callable(queue_length) else queue_length,
+            queue_length=queue_length,
             build_number=self.build_number,
         )
 

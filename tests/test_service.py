@@ -200,3 +200,25 @@ def test_a_200_is_byte_for_byte_the_envelope_builder_output(
         )
     )
     assert reply.body == expected
+
+
+def test_a_failing_queue_length_is_the_spec_500_not_a_crash(store: MemoryStore) -> None:
+    def broken() -> int:
+        raise ZeroDivisionError("division by zero")
+
+    for upstream_wire in (False, True):
+        service = StatusService(
+            store, api_keys=None, queue_length=broken, upstream_wire=upstream_wire
+        )
+        reply = service.handle(PATH, body(job_id=JOB), None)
+        assert reply.status == 500
+        error = {
+            "error": "Failed to retrieve job status: ZeroDivisionError: division by zero",
+            "code": 500,
+        }
+        parsed = reply.parsed()
+        assert (
+            (parsed["message"], parsed["queue_length"]) == (error, None)
+            if upstream_wire
+            else parsed == error
+        )

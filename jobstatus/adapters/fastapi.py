@@ -78,7 +78,7 @@ def _endpoint(service: StatusService, path: str) -> Any:
 
 
 async def _method_not_allowed() -> Response:
-    return _response(Reply.json(405, {"message": "Method not allowed"}, [("Allow", "POST")]))
+    return _response(Reply.method_not_allowed())
 
 
 def _response(reply: Reply) -> Response:

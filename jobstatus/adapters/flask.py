@@ -24,7 +24,7 @@ __all__ = ["OTHER_METHODS", "make_blueprint"]
 #: while routing, before a blueprint's error handlers apply, so these are routed to the view.
 OTHER_METHODS = ("GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
-_METHOD_NOT_ALLOWED = Reply.json(405, {"message": "Method not allowed"}, [("Allow", "POST")])
+_METHOD_NOT_ALLOWED = Reply.method_not_allowed()
 
 
 def make_blueprint(service: StatusService, name: str = "jobstatus") -> Blueprint:

@@ -51,7 +51,7 @@ def make_app(service: StatusService) -> WSGIApp:
         if path not in service.routes:
             reply = Reply.json(404, {"message": f"Not found: {path}"})
         elif environ.get("REQUEST_METHOD") != "POST":
-            reply = Reply.json(405, {"message": "Method not allowed"}, [("Allow", "POST")])
+            reply = Reply.method_not_allowed()
         else:
             key = environ.get("HTTP_X_API_KEY")
             if key is not None:  # WSGI decodes headers as latin-1; keys are UTF-8

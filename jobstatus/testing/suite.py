@@ -114,8 +114,12 @@ class StoreTests:
         assert (got.job_status, got.process_id) == ("running", 42)
 
     def test_unknown_and_absent_keys_survive(self, store: Store) -> None:
-        doc = {"job_id": "job-x", "job_status": "custom", "extra": {"a": [1, 2.5, None]},
-               "ünïcode": "✓"}
+        doc = {
+            "job_id": "job-x",
+            "job_status": "custom",
+            "extra": {"a": [1, 2.5, None]},
+            "ünïcode": "✓",
+        }
         store.put(JobRecord.from_dict(doc))
         assert store.get("job-x").to_dict() == doc
 
@@ -242,12 +246,14 @@ class StoreTests:
         assert [r.job_id for r in store.list(since=BASE_TIME + 1)] == ["job-1"]
 
     def test_purge_deletes_only_older_records_of_the_given_states(self, store: Store) -> None:
-        store.restore([
-            _record(job_id="old-done", job_status="done", updated_at=BASE_TIME),
-            _record(job_id="old-failed", job_status="failed", updated_at=BASE_TIME + 1),
-            _record(job_id="old-running", job_status="running", updated_at=BASE_TIME + 2),
-            _record(job_id="new-done", job_status="done", updated_at=BASE_TIME + 100),
-        ])
+        store.restore(
+            [
+                _record(job_id="old-done", job_status="done", updated_at=BASE_TIME),
+                _record(job_id="old-failed", job_status="failed", updated_at=BASE_TIME + 1),
+                _record(job_id="old-running", job_status="running", updated_at=BASE_TIME + 2),
+                _record(job_id="new-done", job_status="done", updated_at=BASE_TIME + 100),
+            ]
+        )
         store.put(_record(job_id="fresh", job_status="done"))
         assert store.purge(older_than=BASE_TIME + 50, status=["done", "failed"]) == 2
         assert {r.job_id for r in store.list()} == {"old-running", "new-done", "fresh"}
@@ -264,10 +270,16 @@ class StoreTests:
         def write(worker: int) -> None:
             try:
                 for n in range(25):
-                    store.put(_record(job_id="shared", job_status="running",
-                                      response={"worker": worker, "n": n}))
-                    store.put(_record(job_id=f"own-{worker}", job_status="running",
-                                      response={"n": n}))
+                    store.put(
+                        _record(
+                            job_id="shared",
+                            job_status="running",
+                            response={"worker": worker, "n": n},
+                        )
+                    )
+                    store.put(
+                        _record(job_id=f"own-{worker}", job_status="running", response={"n": n})
+                    )
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
 
