@@ -181,7 +181,8 @@ def run_store_state_machine(
         (StoreStateMachine,),
         {"make_store": staticmethod(make_store), "resolution": resolution},
     )
-    run_state_machine_as_test(  # type: ignore[no-untyped-call]
+    run_as_test: Callable[..., None] = run_state_machine_as_test  # typed or not, by version
+    run_as_test(
         machine,
         settings=settings(
             max_examples=max_examples,
