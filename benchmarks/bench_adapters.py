@@ -46,6 +46,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from _common import one_kb_record
 from pydantic import BaseModel
 
 from jobstatus import JobRecord, StatusService, Store, build_envelope, open_store
@@ -64,32 +65,6 @@ class StatusRequest(BaseModel):
 
     job_id: str
     id: Any = None
-
-
-def one_kb_record() -> JobRecord:
-    """The spec's example record, padded to about 1 KB of JSON."""
-    work = {
-        "endpoint": "/v1/media/transcribe",
-        "code": 200,
-        "id": "transcribe_job_123",
-        "job_id": JOB_ID,
-        "response": "",
-        "message": "success",
-        "pid": 123456,
-        "queue_id": 140368864456064,
-        "run_time": 5.234,
-        "queue_time": 1.123,
-        "total_time": 6.357,
-        "queue_length": 0,
-        "build_number": "1.0.0",
-    }
-    record = JobRecord(
-        job_id=JOB_ID, job_status="done", queue_id=140368864456064, process_id=123456, response=work
-    )
-    work["response"] = "x" * (1024 - len(record.to_json()))
-    return JobRecord(
-        job_id=JOB_ID, job_status="done", queue_id=140368864456064, process_id=123456, response=work
-    )
 
 
 def make_service(store: Store) -> StatusService:

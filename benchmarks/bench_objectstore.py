@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from _common import call, one_kb_record
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -127,21 +129,6 @@ def floor_app(fs: Any, path: str) -> WSGIApp:
     return app
 
 
-def call(app: WSGIApp) -> int:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/v1/toolkit/job/status",
-        "CONTENT_LENGTH": str(len(BODY)),
-        "wsgi.input": io.BytesIO(BODY),
-        "HTTP_X_API_KEY": KEY,
-    }
-    status: list[str] = []
-    body = b"".join(app(environ, lambda s, h: status.append(s)))
-    if not status[0].startswith("200") or not body:
-        raise RuntimeError(f"unexpected answer {status} {body[:200]!r}")
-    return len(body)
-
-
 def rate(app: WSGIApp, seconds: float) -> tuple[float, float]:
     """Lookups per second, and the client process's CPU microseconds per lookup (the event
     loop thread of s3fs included; the server runs in another process)."""
@@ -192,7 +179,6 @@ def main() -> None:
         return
 
     os.environ.update(ENVIRONMENT)
-    from bench_status import one_kb_record
 
     from jobstatus import JobRecord, StatusService
     from jobstatus.adapters.wsgi import make_app

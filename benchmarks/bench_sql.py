@@ -23,7 +23,6 @@ Tables get a per-run name and are dropped at the end.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sqlite3
 import statistics
@@ -38,6 +37,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from _common import call, one_kb_record
 
 from jobstatus import JobRecord, StatusService
 from jobstatus.adapters.wsgi import make_app
@@ -52,39 +52,6 @@ JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 IDS = [str(uuid.UUID(int=n)) for n in range(100)]  # writes cycle over 100 jobs
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def one_kb_record(job_id: str = JOB_ID, status: str = "done") -> JobRecord:
-    response = {
-        "endpoint": "/v1/media/transcribe",
-        "code": 200,
-        "id": "transcribe_job_123",
-        "job_id": job_id,
-        "response": "",
-        "message": "success",
-        "pid": 123456,
-        "queue_id": 140368864456064,
-        "run_time": 5.234,
-        "queue_time": 1.123,
-        "total_time": 6.357,
-        "queue_length": 0,
-        "build_number": "1.0.0",
-    }
-    record = JobRecord(
-        job_id=job_id,
-        job_status=status,
-        queue_id=140368864456064,
-        process_id=123456,
-        response=response,
-    )
-    response["response"] = "x" * (1024 - len(record.to_json()))
-    return JobRecord(
-        job_id=job_id,
-        job_status=status,
-        queue_id=140368864456064,
-        process_id=123456,
-        response=response,
-    )
 
 
 def rate(work: Callable[[int], object], seconds: float) -> float:
@@ -225,21 +192,6 @@ def celery_backend_on(db: Database) -> tuple[Any, Callable[[], None]]:
 
 
 # -- 2. lookups through make_app -----------------------------------------------------------------
-
-
-def call(app: WSGIApp, body: bytes) -> bytes:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/v1/toolkit/job/status",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "HTTP_X_API_KEY": KEY,
-    }
-    status: list[str] = []
-    answer = b"".join(app(environ, lambda s, h: status.append(s)))
-    if not status[0].startswith("200"):
-        raise RuntimeError(f"unexpected answer {status} {answer[:300]!r}")
-    return answer
 
 
 def floor_app(raw: Any, table: str, p: str) -> WSGIApp:

@@ -11,7 +11,6 @@ counts is the ratio ours / floor (target: at least 0.6).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -22,42 +21,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from jobstatus import JobRecord, StatusService
+from _common import JOB_ID, KEY, WSGIApp, call, one_kb_record
+
+from jobstatus import StatusService
 from jobstatus.adapters.wsgi import make_app
 from jobstatus.backends.filesystem import FileSystemStore
-
-JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
-KEY = "benchmark-key"
-BODY = json.dumps({"job_id": JOB_ID}).encode()
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def one_kb_record() -> JobRecord:
-    record = JobRecord(
-        job_id=JOB_ID,
-        job_status="done",
-        queue_id=140368864456064,
-        process_id=123456,
-        response={
-            "endpoint": "/v1/media/transcribe",
-            "code": 200,
-            "id": "transcribe_job_123",
-            "job_id": JOB_ID,
-            "response": "",
-            "message": "success",
-            "pid": 123456,
-            "queue_id": 140368864456064,
-            "run_time": 5.234,
-            "queue_time": 1.123,
-            "total_time": 6.357,
-            "queue_length": 0,
-            "build_number": "1.0.0",
-        },
-    )
-    pad = 1024 - len(record.to_json())
-    response = dict(record.response, response="x" * pad)
-    return JobRecord(**{**record.__dict__, "response": response})
 
 
 def floor_app(path: str) -> WSGIApp:
@@ -71,21 +39,6 @@ def floor_app(path: str) -> WSGIApp:
         return [data]
 
     return app
-
-
-def call(app: WSGIApp) -> int:
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/v1/toolkit/job/status",
-        "CONTENT_LENGTH": str(len(BODY)),
-        "wsgi.input": io.BytesIO(BODY),
-        "HTTP_X_API_KEY": KEY,
-    }
-    status: list[str] = []
-    body = b"".join(app(environ, lambda s, h: status.append(s)))
-    if not status[0].startswith("200") or not body:
-        raise RuntimeError(f"unexpected answer {status} {body[:200]!r}")
-    return len(body)
 
 
 def rate(app: WSGIApp, seconds: float) -> float:

@@ -1,0 +1,65 @@
+"""What the benchmark scripts share: the 1 KB record they read and the in-process WSGI call.
+
+The scripts run as ``python benchmarks/NAME.py``, so this folder is on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from jobstatus import JobRecord
+
+JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
+KEY = "benchmark-key"
+BODY = json.dumps({"job_id": JOB_ID}).encode()
+STATUS_PATH = "/v1/toolkit/job/status"
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def one_kb_record(job_id: str = JOB_ID, status: str = "done") -> JobRecord:
+    """The spec's example record, its inner ``response`` padded to about 1 KB of JSON."""
+
+    def record(padding: str) -> JobRecord:
+        return JobRecord(
+            job_id=job_id,
+            job_status=status,
+            queue_id=140368864456064,
+            process_id=123456,
+            response={
+                "endpoint": "/v1/media/transcribe",
+                "code": 200,
+                "id": "transcribe_job_123",
+                "job_id": job_id,
+                "response": padding,
+                "message": "success",
+                "pid": 123456,
+                "queue_id": 140368864456064,
+                "run_time": 5.234,
+                "queue_time": 1.123,
+                "total_time": 6.357,
+                "queue_length": 0,
+                "build_number": "1.0.0",
+            },
+        )
+
+    return record("x" * (1024 - len(record("").to_json())))
+
+
+def call(app: WSGIApp, body: bytes = BODY) -> bytes:
+    """POST ``body`` to the status path of ``app`` in-process; the answer, which must be a 200."""
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": STATUS_PATH,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "HTTP_X_API_KEY": KEY,
+    }
+    status: list[str] = []
+    answer = b"".join(app(environ, lambda s, h: status.append(s)))
+    if not status[0].startswith("200") or not answer:
+        raise RuntimeError(f"unexpected answer {status} {answer[:300]!r}")
+    return answer
