@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -63,3 +64,16 @@ def call(app: WSGIApp, body: bytes = BODY) -> bytes:
     if not status[0].startswith("200") or not answer:
         raise RuntimeError(f"unexpected answer {status} {answer[:300]!r}")
     return answer
+
+
+def rate(work: Callable[[int], object], seconds: float, *, batch: int = 20) -> float:
+    """Calls per second of ``work(n)`` over about ``seconds``, timed every ``batch`` calls."""
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(batch):
+            work(count)
+            count += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - started)

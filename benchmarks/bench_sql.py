@@ -37,7 +37,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from _common import call, one_kb_record
+from _common import call, one_kb_record, rate
 
 from jobstatus import JobRecord, StatusService
 from jobstatus.adapters.wsgi import make_app
@@ -52,19 +52,6 @@ JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 IDS = [str(uuid.UUID(int=n)) for n in range(100)]  # writes cycle over 100 jobs
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def rate(work: Callable[[int], object], seconds: float) -> float:
-    """Calls per second of ``work(n)`` over about ``seconds``."""
-    count, started = 0, time.perf_counter()
-    deadline = started + seconds
-    while True:
-        for _ in range(20):
-            work(count)
-            count += 1
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - started)
 
 
 def alternate(

@@ -16,12 +16,11 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from _common import JOB_ID, KEY, WSGIApp, call, one_kb_record
+from _common import JOB_ID, KEY, WSGIApp, call, one_kb_record, rate
 
 from jobstatus import StatusService
 from jobstatus.adapters.wsgi import make_app
@@ -39,18 +38,6 @@ def floor_app(path: str) -> WSGIApp:
         return [data]
 
     return app
-
-
-def rate(app: WSGIApp, seconds: float) -> float:
-    count, started = 0, time.perf_counter()
-    deadline = started + seconds
-    while True:
-        for _ in range(200):
-            call(app)
-        count += 200
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - started)
 
 
 def main() -> None:
@@ -76,11 +63,11 @@ def main() -> None:
             "jobstatus make_app, record parsed every time": ours_cold,
         }
         for app in contenders.values():  # warm up
-            rate(app, 0.2)
+            rate(lambda n, app=app: call(app), 0.2, batch=200)
         rounds: dict[str, list[float]] = {name: [] for name in contenders}
         for _ in range(args.rounds):
             for name, app in contenders.items():
-                rounds[name].append(rate(app, args.seconds))
+                rounds[name].append(rate(lambda n, app=app: call(app), args.seconds, batch=200))
 
     medians = {name: statistics.median(values) for name, values in rounds.items()}
     floor, ours = medians["floor: bare WSGI file read"], medians["jobstatus make_app"]
