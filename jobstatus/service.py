@@ -288,6 +288,8 @@ class StatusService:
 
 def _scalar_json(value: Any) -> str:
     """``dump_compact(value)``, without the encoder's overhead for the common small values."""
+    if value is None:
+        return "null"
     kind = type(value)
     if kind is str:
         return encode_basestring_ascii(value)

@@ -436,13 +436,24 @@ _KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mariadb": "KILL {}"}
 
 
 def _kill_connections(store: SQLStore, kind: str) -> int:
-    """Have the server drop every connection the store's pool holds; return how many."""
+    """Have the server drop every connection the store's pool holds, and those the store keeps
+    checked out between calls; return how many."""
     pool_ids = []
     conns = [store.engine.connect() for _ in range(store.engine.pool.checkedin())]
     for conn in conns:
         pool_ids.append(conn.exec_driver_sql(_BACKEND_ID[kind]).scalar())
     for conn in conns:
         conn.close()
+    for kept in store._keeper.idle:
+        dbapi = kept.connection.dbapi_connection
+        try:
+            cursor = dbapi.cursor()
+            cursor.execute(_BACKEND_ID[kind])
+            pool_ids.append(cursor.fetchone()[0])
+            cursor.close()
+            dbapi.rollback()
+        except store.engine.dialect.loaded_dbapi.Error:
+            pass  # dropped by an earlier round and not used since: dead already
     killer = sa.create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT")
     try:
         with killer.connect() as conn:
@@ -533,6 +544,95 @@ def test_a_forked_child_gets_its_own_connections(database: str, new_table: str) 
     assert store.get("child").job_status == "done"
     assert store.get("j").job_status == "running"
     store.close()
+
+
+# -- kept connections ------------------------------------------------------------------------------
+
+
+def test_get_and_put_keep_connections_and_leave_the_pool_one(database: str, new_table: str) -> None:
+    """Calls from several threads at once keep at most pool_size - 1 connections between
+    calls, so the host app sharing the engine still finds one in the pool."""
+    import threading
+
+    engine = create_sql_engine(database, pool_size=3, max_overflow=5)
+    store = SQLStore(engine, table=make_table(sa.MetaData(), new_table))
+    store.put(JobRecord(job_id="j", job_status="running"))
+    barrier = threading.Barrier(6)
+
+    def poll() -> None:
+        barrier.wait()
+        for _ in range(50):
+            assert store.get("j").job_status == "running"
+
+    threads = [threading.Thread(target=poll) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= len(store._keeper.idle) <= 2
+    assert engine.pool.checkedout() == len(store._keeper.idle)
+    with engine.connect() as conn:  # the host's own query does not wait
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+    store.close()
+    assert engine.pool.checkedout() == 0
+    engine.dispose()
+
+
+def test_a_kept_connection_sees_other_writers_at_once(database: str, new_table: str) -> None:
+    """A kept connection holds no transaction between calls: no stale snapshot (MariaDB's
+    REPEATABLE READ would otherwise show the first read forever)."""
+    with (
+        open_sql_store(database, table_name=new_table) as reader,
+        open_sql_store(database, table_name=new_table) as writer,
+    ):
+        writer.put(JobRecord(job_id="j", job_status="queued"))
+        assert reader.get("j").job_status == "queued"
+        assert len(reader._keeper.idle) == 1
+        writer.put(JobRecord(job_id="j", job_status="running"))
+        assert reader.get("j").job_status == "running"
+        writer.put(JobRecord(job_id="j", job_status="done"))
+        assert reader.get("j").job_status == "done"
+
+
+def test_kept_connections_go_back_to_the_pool_when_idle(
+    database: str, new_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After PING_AFTER_IDLE seconds the next call checks a connection out again, so the pool's
+    checkout rules (the idle ping, pre-ping, recycle) apply to it."""
+    monkeypatch.setattr(sql_backend, "PING_AFTER_IDLE", 0.05)
+    with open_sql_store(database, table_name=new_table) as store:
+        store.put(JobRecord(job_id="j", job_status="running"))  # creates the table, too
+        checkouts: list[object] = []
+        sa.event.listen(store.engine, "checkout", lambda *args: checkouts.append(args))
+        for _ in range(20):
+            store.get("j")
+        assert checkouts == []  # kept between calls in quick succession
+        time.sleep(0.1)
+        store.get("j")
+        assert len(checkouts) == 1  # went back to the pool, checked out anew
+
+
+def test_kept_connections_close_with_the_engine_and_the_store(
+    database: str, new_table: str
+) -> None:
+    """engine.dispose() closes them (no connection left open for the garbage collector to
+    find: pytest turns that warning into an error); a dropped, unclosed store gives its back
+    to the pool."""
+    import gc
+
+    engine = create_sql_engine(database)
+    store = SQLStore(engine, table=make_table(sa.MetaData(), new_table))
+    store.put(JobRecord(job_id="j", job_status="running"))
+    kept = store._keeper.idle[0].connection
+    engine.dispose()
+    assert not kept.is_valid
+    assert not store._keeper.idle
+    assert store.get("j").job_status == "running"  # on a new pool
+    assert engine.pool.checkedout() == 1
+    del store
+    gc.collect()
+    assert engine.pool.checkedout() == 0
+    engine.dispose()
 
 
 # -- several processes -----------------------------------------------------------------------------

@@ -15,14 +15,17 @@ __all__ = ["make_app", "read_body"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
+_STATUS_LINES = {
+    code: f"{code} {reason}"
+    for code, reason in {
+        200: "OK",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        405: "Method Not Allowed",
+        429: "Too Many Requests",
+        500: "Internal Server Error",
+    }.items()
 }
 
 
@@ -54,11 +57,12 @@ def make_app(service: StatusService) -> WSGIApp:
             reply = Reply.method_not_allowed()
         else:
             key = environ.get("HTTP_X_API_KEY")
-            if key is not None:  # WSGI decodes headers as latin-1; keys are UTF-8
+            # WSGI decodes headers as latin-1; keys are UTF-8 (ASCII reads the same in both)
+            if key is not None and not key.isascii():
                 key = key.encode("latin-1").decode("utf-8", "surrogateescape")
             reply = service.handle(path, read_body(environ, service.max_body_bytes), key)
         headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
-        start_response(f"{reply.status} {_REASONS.get(reply.status, '')}".rstrip(), headers)
+        start_response(_STATUS_LINES.get(reply.status) or str(reply.status), headers)
         return [reply.body]
 
     return app

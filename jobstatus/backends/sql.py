@@ -15,12 +15,18 @@ SQLAlchemy 2 Core on SQLite, PostgreSQL and MariaDB/MySQL. A record is one row o
 - The document is text, not ``JSONB``/``JSON``: PostgreSQL's ``JSONB`` turns ``1e300`` into a
   301-digit integer, drops ``-0.0``'s sign and reorders keys, and MySQL's ``JSON`` reorders keys,
   so neither gives back the document it was given.
-- ``get`` and ``put`` run their one statement, compiled once by SQLAlchemy, on a DB-API
-  connection of the engine's pool: SQLAlchemy's per-statement machinery costs more than the
-  statement itself on SQLite or a nearby server. Everything else goes through SQLAlchemy Core.
+- ``get``, ``put`` and ``restore`` run their statement, compiled once by SQLAlchemy, on a
+  DB-API connection of the engine's pool: SQLAlchemy's per-statement machinery costs more than
+  the statement itself on SQLite or a nearby server (``restore`` hands a batch to the driver's
+  ``executemany``). Everything else goes through SQLAlchemy Core.
+- ``get`` and ``put`` keep the connections they used checked out of the pool between calls
+  (up to one fewer than the pool's size), since a checkout and a checkin cost several times a
+  SQLite lookup. A kept connection goes back to the pool once it sat idle
+  :data:`PING_AFTER_IDLE` seconds or was kept :data:`KEEP_FOR` seconds, so the pool's own rules
+  (pre-ping, recycle, events) still apply to it.
 - A pooled connection idle for more than :data:`PING_AFTER_IDLE` seconds is pinged before use;
-  a connection the server dropped anyway is replaced and the call run once more. Pools are
-  never shared across ``fork()``.
+  a connection the server dropped anyway is replaced and the call run once more. Pools and
+  kept connections are never shared across ``fork()``.
 - Every driver failure becomes a :class:`~jobstatus.StorageError` naming the failure and the
   database, with the password hidden.
 
@@ -34,8 +40,11 @@ import json
 import os
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import partial
 from itertools import islice
 from typing import Any, NamedTuple, TypeVar
 
@@ -44,7 +53,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import QueuePool, StaticPool
 
 from jobstatus.backends import missing_extra
 from jobstatus.errors import ConfigurationError, InvalidRequest, JobNotFound, StorageError, redact
@@ -54,6 +63,7 @@ from jobstatus.store import BaseStore, normalize_status
 __all__ = [
     "DEFAULT_TABLE_NAME",
     "BinaryString",
+    "KEEP_FOR",
     "PING_AFTER_IDLE",
     "SQLStore",
     "create_sql_engine",
@@ -75,6 +85,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Seconds a pooled connection may sit idle before it is pinged on checkout (engines the store
 #: creates; ``pool_pre_ping=True`` pings every time instead).
 PING_AFTER_IDLE = 1.0
+#: Seconds a connection ``get`` and ``put`` keep checked out of the pool, at most, before it
+#: goes back there (and meets the pool's pre-ping and recycle rules again).
+KEEP_FOR = 30.0
 
 # The driver each database gets when the URL names none, and the extra that installs it.
 _DEFAULT_DRIVERS = {
@@ -94,6 +107,9 @@ _MYSQL_RETRYABLE = frozenset({1213, 1205})  # deadlock, lock wait timeout
 _ATTEMPTS = 3
 _RECENT_MAX = 1024
 _IDLE_SINCE = "jobstatus_idle_since"
+# Kept connections a forked child inherited: never used, never closed (closing, or a rollback
+# as the pool gives one back, would speak on the parent's socket), so never garbage-collected.
+_INHERITED: list[Any] = []
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -222,14 +238,111 @@ class _DriverStatement(NamedTuple):
 
     def run(self, cursor: Any, values: dict[str, Any]) -> Any:
         """Execute with ``values`` (already of the driver's types) and return the first row."""
-        cursor.execute(self.sql, values if self.order is None else [values[k] for k in self.order])
+        order = self.order
+        cursor.execute(self.sql, values if order is None else tuple(map(values.__getitem__, order)))
         return cursor.fetchone() if cursor.description else None
+
+    def run_many(self, cursor: Any, rows: Iterable[dict[str, Any]]) -> None:
+        """Execute once per row, in one ``executemany`` (batched by the driver)."""
+        order = self.order
+        if order is None:
+            cursor.executemany(self.sql, list(rows))
+        else:
+            cursor.executemany(self.sql, [tuple(map(row.__getitem__, order)) for row in rows])
 
 
 class _Statements(NamedTuple):
     select_one: _DriverStatement
     put_plain: _DriverStatement
     put_guarded: _DriverStatement
+    restore_rows: _DriverStatement
+
+
+class _Kept:
+    """A pool connection the store keeps checked out, and when."""
+
+    __slots__ = ("connection", "since", "used")
+
+    def __init__(self, connection: Any, now: float) -> None:
+        self.connection = connection  # SQLAlchemy's PoolProxiedConnection
+        self.since = now  # time.monotonic() when it left the pool
+        self.used = now  # time.monotonic() when its last call began
+
+
+class _Keeper:
+    """The pool connections ``get`` and ``put`` keep checked out between calls.
+
+    Checking a connection out of SQLAlchemy's pool and back in costs about 40 µs (events, a
+    lock and a condition, a weakref, a rollback on return): several times a SQLite lookup. A
+    kept one is a deque pop away. At most ``size`` connections are kept, one fewer than the
+    pool's size, so the host app and the store's other calls always find one in the pool.
+
+    Kept connections are closed when the engine is disposed of and given back when the store
+    is closed or garbage-collected; a forked child never touches its parent's.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        pool = engine.pool
+        # Only a QueuePool's connections are worth keeping: StaticPool has one connection,
+        # NullPool users asked for none to be kept.
+        self.size = pool.size() - 1 if type(pool) is QueuePool else 0
+        self.idle: deque[_Kept] = deque()
+        self.pid = os.getpid()
+
+    def take(self) -> _Kept:
+        """A kept connection, or one fresh from the pool."""
+        now = time.monotonic()
+        while True:
+            try:
+                kept = self.idle.pop()
+            except IndexError:
+                return _Kept(self.engine.raw_connection(), now)
+            if now - kept.used < PING_AFTER_IDLE and now - kept.since < KEEP_FOR:
+                kept.used = now
+                return kept
+            kept.connection.close()  # back to the pool, whose checkout rules apply to it
+
+    def give(self, kept: _Kept) -> None:
+        """Keep a connection after a call that went well (its transaction is over)."""
+        if len(self.idle) < self.size:
+            self.idle.append(kept)
+        else:
+            kept.connection.close()
+
+    def release(self, *, invalidate: bool = False) -> None:
+        """Give every kept connection back to the pool, or close it for good (``invalidate``:
+        the server dropped one, or the engine was disposed of)."""
+        if os.getpid() != self.pid:
+            self.abandon()
+            return
+        while self.idle:
+            try:
+                connection = self.idle.pop().connection
+            except IndexError:  # another thread took the last one
+                return
+            if invalidate:
+                connection.invalidate()
+            connection.close()
+
+    def abandon(self) -> None:
+        """After a fork: forget the parent's connections without a word on their sockets."""
+        _INHERITED.extend(self.idle)
+        self.idle = deque()
+        self.pid = os.getpid()
+
+
+def _on_dispose(keeper: _Keeper) -> Callable[[Engine], None]:
+    """A listener for ``Engine.dispose()``: the pool is gone, so the kept connections go too.
+    It holds ``keeper`` weakly, so that a host's engine does not keep a dropped store alive."""
+    ref = weakref.ref(keeper)
+
+    def on_dispose(engine: Engine) -> None:
+        keeper = ref()
+        if keeper is not None:
+            keeper.release(invalidate=True)
+
+    return on_dispose
 
 
 # -- the store ----------------------------------------------------------------------------------
@@ -271,6 +384,11 @@ class SQLStore(BaseStore):
         self._dispose_engine = dispose_engine
         self._where = engine.url.render_as_string(hide_password=True)
         self._pid = os.getpid()
+        self._keeper = _Keeper(engine)
+        self._on_dispose = _on_dispose(self._keeper)
+        event.listen(engine, "engine_disposed", self._on_dispose)
+        weakref.finalize(self, self._keeper.release)  # a store dropped unclosed gives them back
+        self._driver_error: Any = engine.dialect.loaded_dbapi.Error
         self._table_ready = False
         self._ddl_lock = threading.Lock()
         # An in-memory SQLite database is one connection: take turns on it.
@@ -300,6 +418,7 @@ class SQLStore(BaseStore):
     def _prepare(self) -> None:
         """Before any statement: a fresh pool after a fork, and the table."""
         if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
+            self._keeper.abandon()
             self.engine.dispose(close=False)
             self._pid = os.getpid()
         if not self._table_ready and self._create_table:
@@ -337,66 +456,81 @@ class SQLStore(BaseStore):
                 raise self._failure(action, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _call(self, action: str, work: Callable[[Any, _Statements], T], *, write: bool) -> T:
-        """Run ``work(cursor, statements)`` on a DB-API connection of the pool, committing a
-        write: the fast path of ``get`` and ``put``.
+    def _call(self, job_id: str | None, work: Callable[[Any, _Statements], T], *, write: bool) -> T:
+        """Run ``work(cursor, statements)`` on a kept DB-API connection (:class:`_Keeper`),
+        committing a write: the fast path of ``get`` and ``put`` of ``job_id``, and of
+        ``restore`` (no ``job_id``).
 
         On a connection the server dropped the call runs once more on a new one (``put`` is an
         upsert: running it twice leaves what running it once does); on a deadlock, again.
         """
-        driver_error = self.engine.dialect.loaded_dbapi.Error
+        driver_error = self._driver_error
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 self._prepare()
                 with self._serial:
-                    pooled = self.engine.raw_connection()
+                    kept = self._keeper.take()
+                    pooled = kept.connection
                     try:
-                        statements = self._statements or self._compile()
-                        return self._on(pooled, work, statements, write=write)
+                        result = self._on(pooled.dbapi_connection, work, write)
                     except driver_error as exc:
-                        dbapi = pooled.dbapi_connection
-                        dropped = self.engine.dialect.is_disconnect(exc, dbapi, None)
-                        if dropped:
-                            pooled.invalidate(exc)
+                        dropped = self.engine.dialect.is_disconnect(
+                            exc, pooled.dbapi_connection, None
+                        )
+                        if dropped:  # the server went away: its other connections did too
+                            self._keeper.release(invalidate=True)
+                            # As SQLAlchemy does on a disconnect: every connection of the pool
+                            # older than now is replaced on its next checkout.
+                            self.engine.pool._invalidate(pooled, exc)
+                        pooled.close()
                         again = (dropped and attempt == 1) or _rolled_back_whole(exc)
                         if not (again and attempt < _ATTEMPTS):
-                            raise self._failure(action, exc) from exc
-                    finally:
+                            raise self._failure_on(job_id, write, exc) from exc
+                    except BaseException:
                         pooled.close()
+                        raise
+                    else:
+                        self._keeper.give(kept)
+                        return result
             # raw_connection() raises the driver's own error when it cannot connect.
             except (sa_exc.SQLAlchemyError, driver_error) as exc:
-                raise self._failure(action, exc) from exc
+                raise self._failure_on(job_id, write, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _on(
-        self,
-        pooled: Any,
-        work: Callable[[Any, _Statements], T],
-        statements: _Statements,
-        *,
-        write: bool,
-    ) -> T:
-        dbapi = pooled.dbapi_connection
+    def _on(self, dbapi: Any, work: Callable[[Any, _Statements], T], write: bool) -> T:
+        """One call's statements on ``dbapi``, its transaction over on return.
+
+        Written with bare ``try`` blocks: ``contextlib.suppress`` costs more than a tenth of a
+        SQLite lookup.
+        """
         autocommit = self._autocommit_reads and not write
         if autocommit:
             dbapi.autocommit = True
         cursor = dbapi.cursor()
         try:
-            result = work(cursor, statements)
+            result = work(cursor, self._statements or self._compile())
             if write:
                 dbapi.commit()
-            return result
+            elif not autocommit:  # end the read's transaction (MySQL opens one), as a checkin would
+                dbapi.rollback()
         except BaseException:
             if not autocommit:
-                with suppress(Exception):
+                try:  # noqa: SIM105
                     dbapi.rollback()
+                except Exception:  # the error being raised says more
+                    pass
             raise
         finally:
-            with suppress(Exception):
+            try:  # noqa: SIM105
                 cursor.close()
+            except Exception:  # a broken connection: the caller deals with it
+                pass
             if autocommit:
-                with suppress(Exception):
+                try:  # noqa: SIM105
                     dbapi.autocommit = False
+                except Exception:
+                    pass
+        return result
 
     def _compile(self) -> _Statements:
         """Compile the fast-path statements, once the dialect has met its server (MySQL 8
@@ -406,12 +540,18 @@ class SQLStore(BaseStore):
             _DriverStatement.compile(self._select_one, dialect),
             _DriverStatement.compile(_upsert(self.table, self._dialect, guarded=False), dialect),
             _DriverStatement.compile(_upsert(self.table, self._dialect, guarded=True), dialect),
+            _DriverStatement.compile(self._restore_rows, dialect),
         )
         self._statements = statements
         return statements
 
     def _failure(self, action: str, exc: BaseException) -> StorageError:
         return StorageError(f"{action} ({self._where}): {_describe(exc)}")
+
+    def _failure_on(self, job_id: str | None, write: bool, exc: BaseException) -> StorageError:
+        if job_id is None:
+            return self._failure("cannot restore jobs", exc)
+        return self._failure(f"cannot {'write' if write else 'read'} job {job_id!r}", exc)
 
     def _create_table_once(self) -> None:
         """Create the table on first use; another process creating it at the same time is fine.
@@ -444,7 +584,7 @@ class SQLStore(BaseStore):
         check_job_id(job_id)
         values = {"job_id": job_id}
         row = self._call(
-            f"cannot read job {job_id!r}",
+            job_id,
             lambda cursor, s: s.select_one.run(cursor, values),
             write=False,
         )
@@ -537,7 +677,7 @@ class SQLStore(BaseStore):
             stored = s.select_one.run(cursor, {"job_id": job_id})
             return stored[0], stored[1]
 
-        document, stamp = self._call(f"cannot write job {job_id!r}", write, write=True)
+        document, stamp = self._call(job_id, write, write=True)
         return self._decode(job_id, document, stamp)
 
     def _row(self, record: JobRecord, updated_at: float | None) -> dict[str, Any]:
@@ -559,8 +699,8 @@ class SQLStore(BaseStore):
         iterator = iter(records)
         while batch := list(islice(iterator, self.batch_size)):
             # One row per id: the last one wins, as if they were written in turn.
-            rows = {r.job_id: self._row(r, r.updated_at) for r in batch}
-            self._run("cannot restore jobs", _execute_many(self._restore_rows, rows), write=True)
+            rows = {r.job_id: self._row(r, r.updated_at) for r in batch}.values()
+            self._call(None, partial(_write_rows, rows), write=True)
             count += len(batch)
         return count
 
@@ -603,8 +743,11 @@ class SQLStore(BaseStore):
                 return total
 
     def close(self) -> None:
-        """Dispose of the engine's pool if the store made the engine; a host's engine is left
-        as it is."""
+        """Give the kept connections back to the pool; dispose of the engine's pool if the
+        store made the engine (a host's engine is left as it is)."""
+        self._keeper.release()
+        if event.contains(self.engine, "engine_disposed", self._on_dispose):
+            event.remove(self.engine, "engine_disposed", self._on_dispose)
         if self._dispose_engine:
             self.engine.dispose()
 
@@ -634,13 +777,8 @@ def _fetch_all(query: sa.Select[Any]) -> Callable[[Connection], Sequence[Any]]:
     return fetch
 
 
-def _execute_many(
-    statement: sa.Insert, rows: dict[str, dict[str, Any]]
-) -> Callable[[Connection], None]:
-    def execute(conn: Connection) -> None:
-        conn.execute(statement, list(rows.values()))
-
-    return execute
+def _write_rows(rows: Iterable[dict[str, Any]], cursor: Any, statements: _Statements) -> None:
+    statements.restore_rows.run_many(cursor, rows)
 
 
 def _rolled_back_whole(error: BaseException | None) -> bool:
