@@ -635,6 +635,27 @@ def test_kept_connections_close_with_the_engine_and_the_store(
     engine.dispose()
 
 
+def test_a_connection_in_use_while_the_engine_is_disposed_of_is_closed_after(
+    database: str, new_table: str
+) -> None:
+    """engine.dispose() from another thread in the middle of a call: the call ends well, and its
+    connection, of the old pool, is closed rather than kept."""
+    engine = create_sql_engine(database)
+    store = SQLStore(engine, table=make_table(sa.MetaData(), new_table))
+    store.put(JobRecord(job_id="j", job_status="running"))
+
+    def dispose_midway(cursor: Any, statements: Any) -> Any:
+        engine.dispose()
+        return statements.select_one.run(cursor, {"job_id": "j"})
+
+    row = store._call("j", dispose_midway, write=False)
+    assert json.loads(row[0])["job_status"] == "running"
+    assert not store._keeper.idle
+    assert store.get("j").job_status == "running"
+    store.close()
+    engine.dispose()
+
+
 # -- several processes -----------------------------------------------------------------------------
 
 

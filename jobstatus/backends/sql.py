@@ -53,7 +53,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.pool import QueuePool, StaticPool
+from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from jobstatus.backends import missing_extra
 from jobstatus.errors import ConfigurationError, InvalidRequest, JobNotFound, StorageError, redact
@@ -261,10 +261,11 @@ class _Statements(NamedTuple):
 class _Kept:
     """A pool connection the store keeps checked out, and when."""
 
-    __slots__ = ("connection", "since", "used")
+    __slots__ = ("connection", "pool", "since", "used")
 
-    def __init__(self, connection: Any, now: float) -> None:
+    def __init__(self, connection: Any, pool: Pool, now: float) -> None:
         self.connection = connection  # SQLAlchemy's PoolProxiedConnection
+        self.pool = pool  # the engine's pool it came from
         self.since = now  # time.monotonic() when it left the pool
         self.used = now  # time.monotonic() when its last call began
 
@@ -297,7 +298,8 @@ class _Keeper:
             try:
                 kept = self.idle.pop()
             except IndexError:
-                return _Kept(self.engine.raw_connection(), now)
+                pool = self.engine.pool
+                return _Kept(self.engine.raw_connection(), pool, now)
             if now - kept.used < PING_AFTER_IDLE and now - kept.since < KEEP_FOR:
                 kept.used = now
                 return kept
@@ -305,7 +307,10 @@ class _Keeper:
 
     def give(self, kept: _Kept) -> None:
         """Keep a connection after a call that went well (its transaction is over)."""
-        if len(self.idle) < self.size:
+        if kept.pool is not self.engine.pool:  # disposed of during the call: close it
+            kept.connection.invalidate()
+            kept.connection.close()
+        elif len(self.idle) < self.size:
             self.idle.append(kept)
         else:
             kept.connection.close()
