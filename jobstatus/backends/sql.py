@@ -19,9 +19,9 @@ SQLAlchemy 2 Core on SQLite, PostgreSQL and MariaDB/MySQL. A record is one row o
   DB-API connection of the engine's pool: SQLAlchemy's per-statement machinery costs more than
   the statement itself on SQLite or a nearby server (``restore`` hands a batch to the driver's
   ``executemany``). Everything else goes through SQLAlchemy Core.
-- ``get`` and ``put`` keep the connections they used checked out of the pool between calls
-  (up to one fewer than the pool's size), since a checkout and a checkin cost several times a
-  SQLite lookup. A kept connection goes back to the pool once it sat idle
+- ``get``, ``put`` and ``restore`` keep the connections they used checked out of the pool
+  between calls (up to one fewer than the pool's size), since a checkout and a checkin cost
+  several times a SQLite lookup. A kept connection goes back to the pool once it sat idle
   :data:`PING_AFTER_IDLE` seconds or was kept :data:`KEEP_FOR` seconds, so the pool's own rules
   (pre-ping, recycle, events) still apply to it.
 - A pooled connection idle for more than :data:`PING_AFTER_IDLE` seconds is pinged before use;
@@ -85,8 +85,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Seconds a pooled connection may sit idle before it is pinged on checkout (engines the store
 #: creates; ``pool_pre_ping=True`` pings every time instead).
 PING_AFTER_IDLE = 1.0
-#: Seconds a connection ``get`` and ``put`` keep checked out of the pool, at most, before it
-#: goes back there (and meets the pool's pre-ping and recycle rules again).
+#: Seconds a connection ``get``, ``put`` and ``restore`` keep checked out of the pool, at most,
+#: before it goes back there (and meets the pool's pre-ping and recycle rules again).
 KEEP_FOR = 30.0
 
 # The driver each database gets when the URL names none, and the extra that installs it.
@@ -271,7 +271,7 @@ class _Kept:
 
 
 class _Keeper:
-    """The pool connections ``get`` and ``put`` keep checked out between calls.
+    """The pool connections ``get``, ``put`` and ``restore`` keep checked out between calls.
 
     Checking a connection out of SQLAlchemy's pool and back in costs about 40 µs (events, a
     lock and a condition, a weakref, a rollback on return): several times a SQLite lookup. A
