@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 import pytest
@@ -94,6 +95,38 @@ def test_final_states() -> None:
 def test_unsafe_ids(job_id: str) -> None:
     with pytest.raises(InvalidRequest):
         check_job_id(job_id)
+
+
+def _refused_by_the_rule(job_id: str) -> bool:
+    """The id rule as written out plainly (check_job_id clears usual ids by a quicker path)."""
+    try:
+        size = len(job_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return True
+    return (
+        not job_id
+        or job_id in {".", ".."}
+        or re.search(r"[\x00-\x1f\x7f/\\]|\.\.", job_id) is not None
+        or size > 250
+    )
+
+
+@given(
+    st.text(alphabet=st.sampled_from("a.-/\\\x00\x1f\x7f\x85\u200b\u2028 é\ud800"), max_size=12)
+    | st.text(max_size=260)
+)
+@example("\x85")  # not printable, yet allowed: only C0 controls and DEL are refused
+@example("a\u2028b")
+@example(".")
+@example("..")
+def test_check_job_id_refuses_exactly_what_the_rule_refuses(job_id: str) -> None:
+    try:
+        check_job_id(job_id)
+    except InvalidRequest:
+        refused = True
+    else:
+        refused = False
+    assert refused == _refused_by_the_rule(job_id)
 
 
 @given(json_values())
