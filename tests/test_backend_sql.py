@@ -414,6 +414,9 @@ def test_a_wrong_password_is_a_500_without_the_password() -> None:
     with pytest.raises(StorageError) as info:
         store.put(JobRecord(job_id="j", job_status="queued"))
     assert PASSWORD not in str(info.value)
+    with pytest.raises(StorageError, match="cannot restore jobs") as info:
+        store.restore([JobRecord(job_id="j", job_status="done", updated_at=1_700_000_000.0)])
+    assert PASSWORD not in str(info.value)
 
 
 @pytest.mark.services
@@ -471,7 +474,7 @@ def _kill_connections(store: SQLStore, kind: str) -> int:
 def test_a_connection_the_server_dropped_is_replaced(kind: str, pre_ping: bool) -> None:
     """With pool_pre_ping the pool notices before use; without it (connections used a moment
     ago are not pinged) the statement fails on the dead connection and the store runs it
-    again on a new one: reads, and put (an upsert) too."""
+    again on a new one: reads, and put and restore (upserts) too."""
     engine = create_sql_engine(server_url(kind), pool_pre_ping=pre_ping)
     name = table_name("drop")
     try:
@@ -483,6 +486,10 @@ def test_a_connection_the_server_dropped_is_replaced(kind: str, pre_ping: bool) 
         assert [r.job_id for r in store.list()] == ["j"]
         assert _kill_connections(store, kind) >= 1
         assert store.put(JobRecord(job_id="j", job_status="done")).job_status == "done"
+        assert _kill_connections(store, kind) >= 1
+        restored = JobRecord(job_id="r", job_status="failed", updated_at=1_700_000_000.5)
+        assert store.restore([restored]) == 1
+        assert store.get("r").updated_at == 1_700_000_000.5
     finally:
         engine.dispose()
         drop(SERVERS[kind], name)
