@@ -289,7 +289,7 @@ class _Keeper:
         # NullPool users asked for none to be kept.
         self.size = pool.size() - 1 if type(pool) is QueuePool else 0
         self.idle: deque[_Kept] = deque()
-        self.pid = os.getpid()
+        self.pid = os.getpid()  # the process the kept connections belong to
 
     def take(self) -> _Kept:
         """A kept connection, or one fresh from the pool."""
@@ -388,7 +388,6 @@ class SQLStore(BaseStore):
         self._create_table = create_table
         self._dispose_engine = dispose_engine
         self._where = engine.url.render_as_string(hide_password=True)
-        self._pid = os.getpid()
         self._keeper = _Keeper(engine)
         self._on_dispose = _on_dispose(self._keeper)
         event.listen(engine, "engine_disposed", self._on_dispose)
@@ -408,11 +407,6 @@ class SQLStore(BaseStore):
         # once. A hit needs the very same text and stamp, so it can never be stale.
         self._recent: dict[str, tuple[str, float, JobRecord]] = {}
         c = self.table.c
-        self._select_one = sa.select(c.document, c.updated_at).where(
-            c.job_id == sa.bindparam("job_id")
-        )
-        # restore needs no rows back, so that executemany can batch it
-        self._restore_rows = _upsert(self.table, dialect, guarded=False, returning=False)
         self._delete_one = sa.delete(self.table).where(c.job_id == sa.bindparam("job_id"))
 
     def __repr__(self) -> str:
@@ -422,10 +416,9 @@ class SQLStore(BaseStore):
 
     def _prepare(self) -> None:
         """Before any statement: a fresh pool after a fork, and the table."""
-        if self._pid != os.getpid():  # forked: the parent's connections are not ours to use
+        if self._keeper.pid != os.getpid():  # forked: the parent's connections are not ours
             self._keeper.abandon()
             self.engine.dispose(close=False)
-            self._pid = os.getpid()
         if not self._table_ready and self._create_table:
             self._create_table_once()
 
@@ -540,12 +533,16 @@ class SQLStore(BaseStore):
     def _compile(self) -> _Statements:
         """Compile the fast-path statements, once the dialect has met its server (MySQL 8
         spells ``ON DUPLICATE KEY UPDATE`` differently from MariaDB)."""
-        dialect = self.engine.dialect
+        dialect, table, c = self.engine.dialect, self.table, self.table.c
+        select_one = sa.select(c.document, c.updated_at).where(c.job_id == sa.bindparam("job_id"))
         statements = _Statements(
-            _DriverStatement.compile(self._select_one, dialect),
-            _DriverStatement.compile(_upsert(self.table, self._dialect, guarded=False), dialect),
-            _DriverStatement.compile(_upsert(self.table, self._dialect, guarded=True), dialect),
-            _DriverStatement.compile(self._restore_rows, dialect),
+            _DriverStatement.compile(select_one, dialect),
+            _DriverStatement.compile(_upsert(table, self._dialect, guarded=False), dialect),
+            _DriverStatement.compile(_upsert(table, self._dialect, guarded=True), dialect),
+            # restore needs no rows back, so that executemany can batch it
+            _DriverStatement.compile(
+                _upsert(table, self._dialect, guarded=False, returning=False), dialect
+            ),
         )
         self._statements = statements
         return statements
