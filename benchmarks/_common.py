@@ -21,31 +21,40 @@ STATUS_PATH = "/v1/toolkit/job/status"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+def upstream_document(
+    job_id: str = JOB_ID, status: str = "done", **envelope: Any
+) -> dict[str, Any]:
+    """The spec's example job document for ``job_id``; ``envelope`` replaces keys of its inner
+    envelope."""
+    return {
+        "job_status": status,
+        "job_id": job_id,
+        "queue_id": 140368864456064,
+        "process_id": 123456,
+        "response": {
+            "endpoint": "/v1/media/transcribe",
+            "code": 200,
+            "id": "transcribe_job_123",
+            "job_id": job_id,
+            "response": "Transcription completed successfully.",
+            "message": "success",
+            "pid": 123456,
+            "queue_id": 140368864456064,
+            "run_time": 5.234,
+            "queue_time": 1.123,
+            "total_time": 6.357,
+            "queue_length": 0,
+            "build_number": "1.0.0",
+            **envelope,
+        },
+    }
+
+
 def one_kb_record(job_id: str = JOB_ID, status: str = "done") -> JobRecord:
     """The spec's example record, its inner ``response`` padded to about 1 KB of JSON."""
 
     def record(padding: str) -> JobRecord:
-        return JobRecord(
-            job_id=job_id,
-            job_status=status,
-            queue_id=140368864456064,
-            process_id=123456,
-            response={
-                "endpoint": "/v1/media/transcribe",
-                "code": 200,
-                "id": "transcribe_job_123",
-                "job_id": job_id,
-                "response": padding,
-                "message": "success",
-                "pid": 123456,
-                "queue_id": 140368864456064,
-                "run_time": 5.234,
-                "queue_time": 1.123,
-                "total_time": 6.357,
-                "queue_length": 0,
-                "build_number": "1.0.0",
-            },
-        )
+        return JobRecord.from_dict(upstream_document(job_id, status, response=padding))
 
     return record("x" * (1024 - len(record("").to_json())))
 

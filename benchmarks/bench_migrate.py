@@ -46,6 +46,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from _common import upstream_document
+
 from jobstatus import open_store
 from jobstatus.migrate import DEFAULT_BATCH_SIZE, migrate
 
@@ -71,30 +73,11 @@ def write_source(root: Path, count: int) -> None:
     for n in range(count):
         job_id = str(uuid.UUID(int=ids.getrandbits(128), version=4))
         status = ("queued", "running", "done", "failed")[n % 4]
-        envelope = None
-        if status in ("done", "failed"):
-            envelope = {
-                "endpoint": "/v1/media/transcribe",
-                "code": 200,
-                "id": f"req-{n}",
-                "job_id": job_id,
-                "response": f"Transcription {n} completed successfully.",
-                "message": "success",
-                "pid": 123456,
-                "queue_id": 140368864456064,
-                "run_time": 5.234,
-                "queue_time": 1.123,
-                "total_time": 6.357,
-                "queue_length": 0,
-                "build_number": "1.0.0",
-            }
-        doc = {
-            "job_status": status,
-            "job_id": job_id,
-            "queue_id": 140368864456064,
-            "process_id": 123456,
-            "response": envelope,
-        }
+        doc = upstream_document(
+            job_id, status, id=f"req-{n}", response=f"Transcription {n} completed successfully."
+        )
+        if status not in ("done", "failed"):
+            doc["response"] = None  # no envelope until the job ends
         path = jobs / f"{job_id}.json"
         path.write_text(json.dumps(doc, indent=2))
         stamp = (BASE + n) * 10**9 + 250_000_000

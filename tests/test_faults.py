@@ -9,6 +9,7 @@ without ``-s``) and copied into docs/reliability.rst.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import http.client
 import json
@@ -31,6 +32,7 @@ import pytest
 from jobstatus import JobRecord, StatusService, StorageError
 from jobstatus.adapters.wsgi import make_app
 from jobstatus.backends.filesystem import FileSystemStore
+from jobstatus.testing.suite import UPSTREAM_EXAMPLE
 from tests import s3_server
 from tests.clients import wsgi_client
 from tests.conftest import service_unavailable
@@ -54,28 +56,10 @@ def report(capsys: pytest.CaptureFixture[str], name: str, **figures: Any) -> Non
 
 def upstream_document(n: int, job_id: str = JOB_ID) -> dict[str, Any]:
     """A job file as the upstream queue writes it (spec/job_status.md's example), numbered."""
-    return {
-        "job_status": "running" if n % 2 else "queued",
-        "job_id": job_id,
-        "queue_id": 140368864456064,
-        "process_id": 123456,
-        "response": {
-            "endpoint": "/v1/media/transcribe",
-            "code": 200,
-            "id": "transcribe_job_123",
-            "job_id": job_id,
-            "response": f"step {n}",
-            "message": "success",
-            "pid": 123456,
-            "queue_id": 140368864456064,
-            "run_time": 5.234,
-            "queue_time": 1.123,
-            "total_time": 6.357,
-            "queue_length": 0,
-            "build_number": "1.0.0",
-            "n": n,
-        },
-    }
+    doc = copy.deepcopy(UPSTREAM_EXAMPLE)
+    doc.update(job_status="running" if n % 2 else "queued", job_id=job_id)
+    doc["response"].update(job_id=job_id, response=f"step {n}", n=n)
+    return doc
 
 
 def no_temp_files(store: FileSystemStore) -> list[str]:
