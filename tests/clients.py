@@ -124,6 +124,43 @@ def fastapi_client(service: StatusService) -> Client:
     return call
 
 
+def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[Answer, int]:
+    """POST to the ASGI ``app`` a body that never ends, one ``chunk`` per ``receive()``: the
+    answer, and how many chunks the app pulled before it answered."""
+    import asyncio
+
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"x-api-key", api_key.encode()), (b"content-type", b"application/json")],
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 5000),
+    }
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return Answer(start["status"], headers, body), pulled
+
+
 #: adapter name → (factory, pytest marks). A factory imports its framework only when called.
 ADAPTERS: dict[str, tuple[Callable[[StatusService], Client], tuple[pytest.MarkDecorator, ...]]] = {
     "wsgi": (wsgi_client, ()),

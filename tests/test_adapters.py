@@ -26,6 +26,7 @@ import pytest
 from jobstatus import ConfigurationError, JobRecord, StatusService
 from jobstatus.backends.memory import MemoryStore
 from jobstatus.schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
+from tests.clients import post_endless_body
 
 pytestmark = pytest.mark.extras
 
@@ -177,36 +178,9 @@ def test_flask_reads_at_most_max_body_bytes_plus_one(
 
 def test_fastapi_reads_no_more_chunks_than_needed(store: MemoryStore) -> None:
     app = fastapi_app(service_for(store, max_body_bytes=1000))
-    chunks_read = 0
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        nonlocal chunks_read
-        chunks_read += 1
-        return {"type": "http.request", "body": b" " * 600, "more_body": True}  # never ends
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": STATUS,
-        "raw_path": STATUS.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"x-api-key", KEY.encode())],
-        "server": ("test", 80),
-        "client": ("127.0.0.1", 5000),
-    }
-    asyncio.run(app(scope, receive, send))
-    assert sent[0]["status"] == 400
-    assert json.loads(sent[1]["body"]) == {
-        "message": "Invalid payload: body is larger than 1000 bytes"
-    }
+    answer, chunks_read = post_endless_body(app, STATUS, KEY, b" " * 600)
+    assert answer.status == 400
+    assert answer.json() == {"message": "Invalid payload: body is larger than 1000 bytes"}
     assert chunks_read == 2  # 1200 bytes: enough to know the body is more than 1000
 
 

@@ -6,7 +6,6 @@ Every claim of docs/security.rst is one of these tests.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import io
@@ -36,7 +35,7 @@ from jobstatus.schema import DEFAULT_MAX_BODY_BYTES
 from jobstatus.service import JOB_STATUS_PATH, JOBS_STATUS_PATH
 from jobstatus.store import Store
 from tests import s3_server
-from tests.clients import ADAPTERS
+from tests.clients import ADAPTERS, post_endless_body
 
 # The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
 aws_environment = s3_server.aws_environment
@@ -244,36 +243,9 @@ def test_an_oversized_body_is_refused_unread_by_fastapi() -> None:
     app = FastAPI()
     app.include_router(make_router(StatusService(MemoryStore(), api_keys=KEYS)))
     chunk = b"a" * 4096
-    pulled = 0
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:  # an endless body, one chunk per call
-        nonlocal pulled
-        pulled += 1
-        return {"type": "http.request", "body": chunk, "more_body": True}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": JOB_STATUS_PATH,
-        "raw_path": JOB_STATUS_PATH.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"x-api-key", KEYS[0].encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
-    asyncio.run(app(scope, receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    assert start["status"] == 400
-    assert b"larger than" in body
+    answer, pulled = post_endless_body(app, JOB_STATUS_PATH, KEYS[0], chunk)
+    assert answer.status == 400
+    assert b"larger than" in answer.body
     assert pulled * len(chunk) <= DEFAULT_MAX_BODY_BYTES + 1 + len(chunk)
 
 
