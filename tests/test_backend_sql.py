@@ -35,7 +35,6 @@ from jobstatus import (  # noqa: E402
     open_store,
 )
 from jobstatus.adapters.wsgi import make_app  # noqa: E402
-from jobstatus.backends import sql as sql_backend  # noqa: E402
 from jobstatus.backends.sql import (  # noqa: E402
     DEFAULT_TABLE_NAME,
     SQLStore,
@@ -92,9 +91,9 @@ def drop(url: str, name: str) -> None:
 
 
 def empty(store: SQLStore) -> None:
-    store._prepare()
-    with store.engine.begin() as conn:
-        conn.execute(sa.delete(store.table))
+    if store.exists():
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(store.table))
 
 
 @pytest.fixture(
@@ -282,6 +281,77 @@ def test_a_row_that_is_no_record_is_the_spec_500(sql_store: SQLStore) -> None:
     assert "is not a job record" in body["error"]
 
 
+def _tables(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sa.inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_reads_create_nothing_and_the_first_write_creates_the_table(
+    database: str, new_table: str
+) -> None:
+    """A missing table is an empty store for every read, delete and purge; only a write
+    creates it (with its indexes)."""
+    with open_sql_store(database, table_name=new_table) as store:
+        assert not store.exists()
+        with pytest.raises(JobNotFound):
+            store.get("job")
+        assert list(store.list()) == []
+        assert list(store.list(status="done", limit=3)) == []
+        assert store.delete("job") is False
+        assert store.purge(older_than=time.time()) == 0
+        assert store.restore([]) == 0
+        assert not store.exists()
+        assert new_table not in _tables(database)
+        store.put(JobRecord(job_id="job", job_status="queued"))
+        assert store.exists()
+        assert store.get("job").job_status == "queued"
+    assert new_table in _tables(database)
+
+
+def test_a_reader_sees_a_table_another_store_creates_later(database: str, new_table: str) -> None:
+    with (
+        open_sql_store(database, table_name=new_table) as reader,
+        open_sql_store(database, table_name=new_table) as writer,
+    ):
+        with pytest.raises(JobNotFound):
+            reader.get("job")
+        writer.put(JobRecord(job_id="job", job_status="running"))
+        assert reader.get("job").job_status == "running"
+        assert [r.job_id for r in reader.list()] == ["job"]
+
+
+def test_reading_a_sqlite_file_that_is_not_there_makes_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with open_sql_store(f"sqlite:///{path}") as store:
+        with pytest.raises(JobNotFound):
+            store.get("job")
+        assert list(store.list()) == []
+        assert not store.exists()
+    assert not path.exists()
+
+
+def test_a_migrate_dry_run_into_a_new_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    import io
+
+    from jobstatus.cli import main
+
+    with open_store(str(tmp_path / "src")) as source:
+        source.put(JobRecord(job_id="job", job_status="done"))
+    target = tmp_path / "new.db"
+    out = io.StringIO()
+    assert main(["migrate", "--dry-run", str(tmp_path / "src"), f"sqlite:///{target}"], out) == 0
+    assert not target.exists(), out.getvalue()
+
+
+def test_a_negative_limit_is_a_value_error(sql_store: SQLStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        sql_store.list(limit=-1)
+
+
 def test_a_table_missing_with_create_table_off_is_a_storage_error(database: str) -> None:
     store = open_sql_store(database, table_name=table_name("absent"), create_table=False)
     with store, pytest.raises(StorageError) as info:
@@ -333,7 +403,7 @@ def test_urls_without_a_driver_get_psycopg_and_pymysql() -> None:
             assert store.engine.url.drivername == driver
             with pytest.raises(JobNotFound):
                 store.get("nothing")
-            store.table.drop(store.engine)
+            assert not store.exists()  # the read connected, and created nothing
 
 
 @pytest.mark.parametrize(
@@ -357,7 +427,8 @@ def test_a_missing_driver_names_its_extra(
 
 def test_missing_sqlalchemy_names_the_sql_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sqlalchemy", None)
-    monkeypatch.delitem(sys.modules, "jobstatus.backends.sql")
+    for module in [m for m in sys.modules if m.startswith("jobstatus.backends.sql")]:
+        monkeypatch.delitem(sys.modules, module)  # imported afresh, as in a new process
     with pytest.raises(ConfigurationError, match=r'pip install "jobstatus\[sql\]"'):
         open_store("sqlite:///jobs.db")
 
@@ -438,34 +509,50 @@ _BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "mariadb": "SELECT CONNE
 _KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mariadb": "KILL {}"}
 
 
-def _kill_connections(store: SQLStore, kind: str) -> int:
-    """Have the server drop every connection the store's pool holds, and those the store keeps
-    checked out between calls; return how many."""
-    pool_ids = []
-    conns = [store.engine.connect() for _ in range(store.engine.pool.checkedin())]
-    for conn in conns:
-        pool_ids.append(conn.exec_driver_sql(_BACKEND_ID[kind]).scalar())
-    for conn in conns:
-        conn.close()
-    for kept in store._keeper.idle:
-        dbapi = kept.connection.dbapi_connection
-        try:
-            cursor = dbapi.cursor()
-            cursor.execute(_BACKEND_ID[kind])
-            pool_ids.append(cursor.fetchone()[0])
-            cursor.close()
-            dbapi.rollback()
-        except store.engine.dialect.loaded_dbapi.Error:
-            pass  # dropped by an earlier round and not used since: dead already
+_ALIVE = {
+    "postgresql": "SELECT pid FROM pg_stat_activity WHERE pid IN ({})",
+    "mariadb": "SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({})",
+}
+
+
+def _track_connections(engine: Any, kind: str) -> list[int]:
+    """The server's ids of every connection ``engine`` opens from now on (a pool ``connect``
+    event asks each new connection for its id)."""
+    ids: list[int] = []
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(_BACKEND_ID[kind])
+        ids.append(int(cursor.fetchone()[0]))
+        cursor.close()
+        dbapi_connection.rollback()
+
+    sa.event.listen(engine, "connect", on_connect)
+    return ids
+
+
+def _alive(conn: Any, kind: str, ids: list[int]) -> list[int]:
+    """Which of ``ids`` the server's own view of its connections still lists."""
+    listed = ", ".join(str(i) for i in ids) or "NULL"
+    return [int(i) for i in conn.exec_driver_sql(_ALIVE[kind].format(listed)).scalars()]
+
+
+def _kill_connections(kind: str, ids: list[int]) -> int:
+    """Have the server drop every connection of ``ids`` it still has, wait until its view of
+    its connections no longer lists them, and return how many there were."""
     killer = sa.create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT")
     try:
         with killer.connect() as conn:
-            for backend in pool_ids:
-                conn.exec_driver_sql(_KILL[kind].format(int(backend)))
+            doomed = _alive(conn, kind, ids)
+            for backend in doomed:
+                conn.exec_driver_sql(_KILL[kind].format(backend))
+            deadline = time.monotonic() + 30
+            while _alive(conn, kind, doomed):
+                assert time.monotonic() < deadline, "the server did not drop the connections"
+                time.sleep(0.01)
     finally:
         killer.dispose()
-    time.sleep(0.2)
-    return len(pool_ids)
+    return len(doomed)
 
 
 @pytest.mark.services
@@ -476,17 +563,18 @@ def test_a_connection_the_server_dropped_is_replaced(kind: str, pre_ping: bool) 
     ago are not pinged) the statement fails on the dead connection and the store runs it
     again on a new one: reads, and put and restore (upserts) too."""
     engine = create_sql_engine(server_url(kind), pool_pre_ping=pre_ping)
+    opened = _track_connections(engine, kind)
     name = table_name("drop")
     try:
         store = SQLStore(engine, table=make_table(sa.MetaData(), name))
         store.put(JobRecord(job_id="j", job_status="running"))
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         assert store.get("j").job_status == "running"
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         assert [r.job_id for r in store.list()] == ["j"]
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         assert store.put(JobRecord(job_id="j", job_status="done")).job_status == "done"
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         restored = JobRecord(job_id="r", job_status="failed", updated_at=1_700_000_000.5)
         assert store.restore([restored]) == 1
         assert store.get("r").updated_at == 1_700_000_000.5
@@ -497,13 +585,10 @@ def test_a_connection_the_server_dropped_is_replaced(kind: str, pre_ping: bool) 
 
 @pytest.mark.services
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
-def test_an_idle_connection_is_pinged_and_replaced_before_use(
-    kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_idle_connection_is_pinged_and_replaced_before_use(kind: str) -> None:
     """Through a bare SQLAlchemy connection (no retry of the store's): the dead connection
     never reaches a statement, the checkout ping replaced it."""
-    monkeypatch.setattr(sql_backend, "PING_AFTER_IDLE", 0.05)
-    engine = create_sql_engine(server_url(kind))
+    engine = create_sql_engine(server_url(kind), ping_after_idle=0.05)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -576,8 +661,7 @@ def test_get_and_put_keep_connections_and_leave_the_pool_one(database: str, new_
         thread.start()
     for thread in threads:
         thread.join()
-    assert 1 <= len(store._keeper.idle) <= 2
-    assert engine.pool.checkedout() == len(store._keeper.idle)
+    assert 1 <= engine.pool.checkedout() <= 2  # no call is running: the store keeps these
     with engine.connect() as conn:  # the host's own query does not wait
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
     store.close()
@@ -594,27 +678,24 @@ def test_a_kept_connection_sees_other_writers_at_once(database: str, new_table: 
     ):
         writer.put(JobRecord(job_id="j", job_status="queued"))
         assert reader.get("j").job_status == "queued"
-        assert len(reader._keeper.idle) == 1
+        assert reader.engine.pool.checkedout() == 1  # kept by the reader
         writer.put(JobRecord(job_id="j", job_status="running"))
         assert reader.get("j").job_status == "running"
         writer.put(JobRecord(job_id="j", job_status="done"))
         assert reader.get("j").job_status == "done"
 
 
-def test_kept_connections_go_back_to_the_pool_when_idle(
-    database: str, new_table: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After PING_AFTER_IDLE seconds the next call checks a connection out again, so the pool's
+def test_kept_connections_go_back_to_the_pool_when_idle(database: str, new_table: str) -> None:
+    """After ping_after_idle seconds the next call checks a connection out again, so the pool's
     checkout rules (the idle ping, pre-ping, recycle) apply to it."""
-    monkeypatch.setattr(sql_backend, "PING_AFTER_IDLE", 0.05)
-    with open_sql_store(database, table_name=new_table) as store:
+    with open_sql_store(database, table_name=new_table, ping_after_idle=0.5) as store:
         store.put(JobRecord(job_id="j", job_status="running"))  # creates the table, too
         checkouts: list[object] = []
         sa.event.listen(store.engine, "checkout", lambda *args: checkouts.append(args))
         for _ in range(20):
             store.get("j")
         assert checkouts == []  # kept between calls in quick succession
-        time.sleep(0.1)
+        time.sleep(0.6)
         store.get("j")
         assert len(checkouts) == 1  # went back to the pool, checked out anew
 
@@ -628,12 +709,17 @@ def test_kept_connections_close_with_the_engine_and_the_store(
     import gc
 
     engine = create_sql_engine(database)
+    checked_out: list[Any] = []
+    closed: list[Any] = []
+    sa.event.listen(engine, "checkout", lambda dbapi, record, proxy: checked_out.append(dbapi))
+    sa.event.listen(engine, "close", lambda dbapi, record: closed.append(dbapi))
     store = SQLStore(engine, table=make_table(sa.MetaData(), new_table))
     store.put(JobRecord(job_id="j", job_status="running"))
-    kept = store._keeper.idle[0].connection
+    assert engine.pool.checkedout() == 1  # kept by the store
+    kept = checked_out[-1]
     engine.dispose()
-    assert not kept.is_valid
-    assert not store._keeper.idle
+    assert any(c is kept for c in closed)
+    assert engine.pool.checkedout() == 0
     assert store.get("j").job_status == "running"  # on a new pool
     assert engine.pool.checkedout() == 1
     del store
@@ -645,19 +731,23 @@ def test_kept_connections_close_with_the_engine_and_the_store(
 def test_a_connection_in_use_while_the_engine_is_disposed_of_is_closed_after(
     database: str, new_table: str
 ) -> None:
-    """engine.dispose() from another thread in the middle of a call: the call ends well, and its
-    connection, of the old pool, is closed rather than kept."""
-    engine = create_sql_engine(database)
+    """engine.dispose() in the middle of a call (here as the call checks its connection out):
+    the call ends well, and its connection, of the old pool, is closed rather than kept."""
+    engine = create_sql_engine(database, pool_size=1)  # keeps none: every call checks out
     store = SQLStore(engine, table=make_table(sa.MetaData(), new_table))
     store.put(JobRecord(job_id="j", job_status="running"))
+    checked_out: list[Any] = []
+    closed: list[Any] = []
 
-    def dispose_midway(cursor: Any, statements: Any) -> Any:
-        engine.dispose()
-        return statements.select_one.run(cursor, {"job_id": "j"})
+    def dispose_on_first_checkout(dbapi: Any, record: Any, proxy: Any) -> None:
+        checked_out.append(dbapi)
+        if len(checked_out) == 1:
+            engine.dispose()
 
-    row = store._call("j", dispose_midway, write=False)
-    assert json.loads(row[0])["job_status"] == "running"
-    assert not store._keeper.idle
+    sa.event.listen(engine, "checkout", dispose_on_first_checkout)
+    sa.event.listen(engine, "close", lambda dbapi, record: closed.append(dbapi))
+    assert store.get("j").job_status == "running"
+    assert any(c is checked_out[0] for c in closed)
     assert store.get("j").job_status == "running"
     store.close()
     engine.dispose()
@@ -763,11 +853,28 @@ _ANALYZE = {
 }
 
 
-def _plan(store: SQLStore, query: Any) -> str:
-    dialect = store.engine.dialect
-    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+def _statement_of(store: SQLStore, call: Any) -> tuple[str, Any]:
+    """The one SQL statement ``call()`` sends through SQLAlchemy, and its parameters."""
+    sent: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", before)
+    try:
+        call()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", before)
+    assert len(sent) == 1, sent
+    return sent[0]
+
+
+def _plan(store: SQLStore, call: Any) -> str:
+    """The database's plan of the statement ``call()`` runs."""
+    statement, parameters = _statement_of(store, call)
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(_EXPLAIN[dialect.name] + sql).mappings().all()
+        prefix = _EXPLAIN[store.engine.dialect.name]
+        rows = conn.exec_driver_sql(prefix + statement, parameters).mappings().all()
     return "\n".join(" ".join(str(v) for v in row.values()) for row in rows)
 
 
@@ -785,9 +892,16 @@ def test_list_uses_the_indexes(sql_store: SQLStore) -> None:
     name = sql_store.table.name
     with sql_store.engine.begin() as conn:
         conn.exec_driver_sql(_ANALYZE[sql_store.engine.dialect.name].format(name))
-    since = sql_store._list_query(since=now - 600, limit=1000)
-    by_status = sql_store._list_query(statuses=["running"], limit=1000)
-    both = sql_store._list_query(since=now - 600, statuses=["running", "failed"], limit=1000)
+
+    def since() -> None:
+        assert len(list(sql_store.list(since=now - 600))) == 20
+
+    def by_status() -> None:
+        assert len(list(sql_store.list(status="running"))) == 20
+
+    def both() -> None:
+        assert len(list(sql_store.list(since=now - 600, status=["running", "failed"]))) == 20
+
     assert f"ix_{name}_updated" in _plan(sql_store, since)
     assert f"ix_{name}_status" in _plan(sql_store, by_status)
     assert re.search(f"ix_{name}_(status|updated)", _plan(sql_store, both))
@@ -796,8 +910,6 @@ def test_list_uses_the_indexes(sql_store: SQLStore) -> None:
         assert "Seq Scan" not in plan, plan  # PostgreSQL
         assert f"SCAN {name}" not in plan, plan  # SQLite
         assert " ALL " not in plan, plan  # MariaDB's full table scan
-    assert len(list(sql_store.list(since=now - 600))) == 20
-    assert len(list(sql_store.list(status="running"))) == 20
 
 
 # -- the HTTP path ---------------------------------------------------------------------------------
