@@ -61,6 +61,13 @@ def fresh_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def run(argv: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """A command in the reader's shell, its output captured."""
+    return subprocess.run(
+        argv, capture_output=True, text=True, cwd=cwd, env=fresh_env(), timeout=120, check=False
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,15 +90,7 @@ PYTHON_BLOCKS = [pytest.param(code, id=block_id(h, code)) for h, code in blocks(
 def test_a_python_block_runs_as_pasted(code: str, tmp_path: Path) -> None:
     for module in re.findall(r"^from (flask|fastapi) import", code, re.M):
         pytest.importorskip(module)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=fresh_env(),
-        timeout=120,
-        check=False,
-    )
+    result = run([sys.executable, "-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     # ``print(...)  # 200 queued``: the comment is what the line prints.
     expected = re.findall(r"^print\(.*\)  # (.*)$", code, re.M)
@@ -143,13 +142,7 @@ def test_a_shell_block_parses(code: str) -> None:
 
 
 def cli_help(*words: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "jobstatus", *words, "--help"],
-        capture_output=True,
-        text=True,
-        env=fresh_env(),
-        check=False,
-    )
+    result = run([sys.executable, "-m", "jobstatus", *words, "--help"])
     assert result.returncode == 0, f"jobstatus {' '.join(words)}: {result.stderr}"
     return result.stdout
 
@@ -300,14 +293,7 @@ def test_the_example_walkthrough_runs_as_pasted(run_block: int) -> None:
                 assert time.monotonic() < deadline, "the example never started listening"
                 time.sleep(0.05)
         walkthrough = section("In your own app", 2).replace("8081", str(port))
-        result = subprocess.run(
-            ["bash", "-c", walkthrough],
-            capture_output=True,
-            text=True,
-            env=fresh_env(),
-            timeout=60,
-            check=False,
-        )
+        result = run(["bash", "-c", walkthrough])
     assert result.returncode == 0, result.stderr
     answers = envelopes(result.stdout)
     assert len(answers) == 1, (result.stdout, result.stderr)
