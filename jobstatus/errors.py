@@ -1,6 +1,7 @@
 """The errors of jobstatus. Each HTTP-facing one carries its status code and renders its body.
 
-The bodies are those of ``spec/job_status.md``; :meth:`JobStatusError.body` gives them.
+The bodies are the endpoint's documented answers (the docs' "The endpoint" page lists them);
+:meth:`JobStatusError.body` gives them.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConfigurationError",
+    "Conflict",
+    "JobCancelled",
     "InvalidRequest",
     "JobNotFound",
     "JobStatusError",
     "QueueFull",
     "StorageError",
     "Unauthorized",
+    "missing_extra",
     "redact",
 ]
 
@@ -81,6 +85,29 @@ class JobNotFound(JobStatusError, KeyError):
         return {"error": "Job not found", "job_id": self.job_id}
 
 
+class Conflict(JobStatusError):
+    """409: a conditional write found the job changed (``put(..., expect_version=…)``)."""
+
+    status = 409
+
+    def __init__(self, job_id: str, reason: str = "the job was changed by another writer") -> None:
+        super().__init__(f"{reason}: {job_id!r}")
+        self.job_id = job_id
+        self.reason = reason
+
+    def body(self) -> dict[str, Any]:
+        return {"error": "Job changed", "job_id": self.job_id}
+
+
+class JobCancelled(Exception):
+    """Raised inside a tracked run (``run.check_cancelled()``) once a client asked the job to
+    stop; the run then records ``cancelled``."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} was cancelled")
+        self.job_id = job_id
+
+
 class QueueFull(JobStatusError):
     """429: the host's queue is full; the body is the upstream queue-overflow answer."""
 
@@ -130,3 +157,12 @@ class ConfigurationError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
+
+
+def missing_extra(extra: str, cause: ImportError) -> ConfigurationError:
+    """The error for a backend, adapter or command whose optional dependency is not installed:
+    it names the missing module and the ``pip install "jobstatus[extra]"`` line."""
+    return ConfigurationError(
+        f"{cause.name or 'a dependency'} is not installed; "
+        f'install it with: pip install "jobstatus[{extra}]"'
+    )
