@@ -16,6 +16,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from conftest import service_unavailable  # noqa: E402
 
 from jobstatus import (  # noqa: E402
     ConfigurationError,
+    Conflict,
     InvalidRequest,
     JobNotFound,
     JobRecord,
@@ -191,11 +193,22 @@ def test_the_table_is_exposed_for_alembic() -> None:
     assert metadata.tables[DEFAULT_TABLE_NAME] is jobs_table
     table = make_table(sa.MetaData(), "my_jobs", schema="app")
     assert table.fullname == "app.my_jobs"
-    assert list(table.c.keys()) == ["job_id", "job_status", "document", "updated_at", "version"]
+    assert list(table.c.keys()) == [
+        "job_id",
+        "job_status",
+        "document",
+        "updated_at",
+        "version",
+        "expires_at",
+        "owner",
+    ]
     assert [c.name for c in table.primary_key] == ["job_id"]
+    assert [c.name for c in table.c if c.nullable] == ["expires_at", "owner"]
     assert {ix.name: [c.name for c in ix.columns] for ix in table.indexes} == {
         "ix_my_jobs_updated": ["updated_at", "job_id"],
         "ix_my_jobs_status": ["job_status", "updated_at", "job_id"],
+        "ix_my_jobs_expires": ["expires_at"],
+        "ix_my_jobs_owner": ["owner", "updated_at", "job_id"],
     }
 
 
@@ -232,13 +245,16 @@ def test_updated_at_keeps_microseconds_and_versions_count_writes(sql_store: SQLS
         ]
     )
     assert [r.updated_at for r in sql_store.list()] == stamps[::-1]
-    assert sql_store.put(JobRecord(job_id="a", job_status="running")).job_status == "done"
-    sql_store.put(JobRecord(job_id="a", job_status="failed"))
+    restored = sql_store.get("a").version
+    assert sql_store.put(JobRecord(job_id="a", job_status="running")).version == restored
+    assert sql_store.put(JobRecord(job_id="a", job_status="failed")).version == restored
+    forced = sql_store.put(JobRecord(job_id="a", job_status="failed"), force=True)
+    assert forced.version != restored
     with sql_store.engine.connect() as conn:
         versions = dict(
             conn.execute(sa.select(sql_store.table.c.job_id, sql_store.table.c.version)).all()
         )
-    assert versions == {"a": 2, "b": 1}  # the refused write changed nothing
+    assert versions == {"a": 2, "b": 1}  # the refused writes changed nothing
 
 
 def test_a_status_longer_than_the_column_is_refused(sql_store: SQLStore) -> None:
@@ -357,6 +373,160 @@ def test_a_table_missing_with_create_table_off_is_a_storage_error(database: str)
     with store, pytest.raises(StorageError) as info:
         store.get("job")
     assert "cannot read job 'job'" in str(info.value)
+
+
+# -- a table of the previous release ------------------------------------------------------------
+
+
+def _previous_release_table(url: str, name: str) -> None:
+    """The table as the previous release made it (no expires_at, no owner), with one row."""
+    from jobstatus.backends.sql import BinaryString
+
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("job_id", BinaryString(255), primary_key=True),
+        sa.Column("job_status", BinaryString(255), nullable=False),
+        sa.Column("document", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.Double(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False, server_default=sa.text("1")),
+        sa.Index(f"ix_{name}_updated", "updated_at", "job_id"),
+        sa.Index(f"ix_{name}_status", "job_status", "updated_at", "job_id"),
+    )
+    engine = create_sql_engine(url)
+    try:
+        table.create(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                table.insert().values(
+                    job_id="old",
+                    job_status="done",
+                    document='{"job_status":"done","job_id":"old","response":1}',
+                    updated_at=1_600_000_000.0,
+                    version=3,
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def _layout(url: str, name: str) -> tuple[list[str], set[str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            columns = [c["name"] for c in inspector.get_columns(name)]
+            indexes = {str(i["name"]) for i in inspector.get_indexes(name)}
+    finally:
+        engine.dispose()
+    return columns, indexes
+
+
+def test_a_previous_release_table_is_read_as_it_is_and_completed_by_the_first_write(
+    database: str, new_table: str
+) -> None:
+    _previous_release_table(database, new_table)
+    before = _layout(database, new_table)
+    with open_sql_store(database, table_name=new_table) as store:
+        old = store.get("old")
+        assert (old.job_status, old.response, old.updated_at) == ("done", 1, 1_600_000_000.0)
+        assert old.version
+        assert [r.job_id for r in store.list(status="done")] == ["old"]
+        assert store.purge(expired=True) == 0
+        assert store.delete("absent") is False
+        assert _layout(database, new_table) == before  # reads changed nothing
+        store.put(JobRecord(job_id="new", job_status="done", owner="alice", expires_at=_PAST))
+        columns, indexes = _layout(database, new_table)
+        assert columns == [*before[0], "expires_at", "owner"]
+        assert indexes == {*before[1], f"ix_{new_table}_expires", f"ix_{new_table}_owner"}
+        assert store.get("old").version == old.version  # the old row is as it was
+        with pytest.raises(JobNotFound):
+            store.get("new")  # written expired: the new columns are in use
+        assert store.purge(expired=True) == 1
+        assert store.put(JobRecord(job_id="old", job_status="running"), force=True).version
+    with open_sql_store(database, table_name=new_table) as again:  # nothing left to do
+        assert again.get("old").job_status == "running"
+        again.put(JobRecord(job_id="more", job_status="queued"))
+    assert _layout(database, new_table) == (columns, indexes)
+
+
+def test_with_create_table_off_a_previous_release_table_is_read_but_not_changed(
+    database: str, new_table: str
+) -> None:
+    _previous_release_table(database, new_table)
+    with open_sql_store(database, table_name=new_table, create_table=False) as store:
+        assert store.get("old").job_status == "done"
+        with pytest.raises(StorageError, match="lacks the columns expires_at, owner"):
+            store.put(JobRecord(job_id="new", job_status="queued"))
+    assert "owner" not in _layout(database, new_table)[0]
+
+
+def _write_one(url: str, name: str, worker: int, start: Any) -> None:
+    with open_store(url, table_name=name) as store:
+        start.wait(60)
+        store.put(JobRecord(job_id=f"w{worker}", job_status="queued", owner=f"o{worker}"))
+
+
+def test_processes_racing_to_upgrade_the_table_all_succeed(database: str, new_table: str) -> None:
+    """Four fresh processes write at once to a table of the previous release: each adds the
+    columns and indexes, the losers of each step find it done and go on."""
+    _previous_release_table(database, new_table)
+    _run_processes(_write_one, [(database, new_table, w) for w in range(4)])
+    with open_sql_store(database, table_name=new_table) as store:
+        assert sorted(r.job_id for r in store.list()) == ["old", "w0", "w1", "w2", "w3"]
+        assert {store.get(f"w{w}").owner for w in range(4)} == {"o0", "o1", "o2", "o3"}
+    assert _layout(database, new_table)[0][-2:] == ["expires_at", "owner"]
+
+
+# -- versions and expiry in the table -----------------------------------------------------------
+
+_PAST = datetime(2020, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_job_deleted_and_written_again_has_a_new_version(sql_store: SQLStore) -> None:
+    """The version counter starts at 1 again for a new row; the version still differs."""
+    first = sql_store.put(JobRecord(job_id="j", job_status="queued", response="first"))
+    assert sql_store.delete("j")
+    second = sql_store.put(JobRecord(job_id="j", job_status="queued", response="second"))
+    assert second.version != first.version
+    with pytest.raises(Conflict):
+        sql_store.put(JobRecord(job_id="j", job_status="running"), expect_version=first.version)
+    for nonsense in ["", "1", "1-", "x-1.0", "0-1.0", "1-nan", "1-inf", f"{2**40}-1.0"]:
+        with pytest.raises(Conflict):
+            sql_store.put(JobRecord(job_id="j", job_status="running"), expect_version=nonsense)
+    assert sql_store.get("j").version == second.version
+
+
+def test_expiry_and_owner_are_columns(sql_store: SQLStore) -> None:
+    later = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    sql_store.put(JobRecord(job_id="j", job_status="done", owner="alice", expires_at=later))
+    sql_store.put(JobRecord(job_id="k", job_status="done"))
+    c = sql_store.table.c
+    with sql_store.engine.connect() as conn:
+        rows = conn.execute(sa.select(c.job_id, c.expires_at, c.owner).order_by(c.job_id)).all()
+    assert [tuple(row) for row in rows] == [("j", later.timestamp(), "alice"), ("k", None, None)]
+    with pytest.raises(InvalidRequest, match="owner is longer than 255"):
+        sql_store.put(JobRecord(job_id="j", job_status="done", owner="x" * 256))
+
+
+def test_deleting_an_expired_record_removes_it_and_says_there_was_none(
+    sql_store: SQLStore,
+) -> None:
+    sql_store.put(JobRecord(job_id="j", job_status="done", expires_at=_PAST))
+    assert sql_store.delete("j") is False
+    with sql_store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(sql_store.table)).scalar() == 0
+
+
+def test_purge_reads_no_document(sql_store: SQLStore) -> None:
+    sql_store.put(JobRecord(job_id="j", job_status="done", expires_at=_PAST))
+    sql_store.restore([JobRecord(job_id="k", job_status="done", updated_at=1_600_000_000)])
+    statement, _ = _statement_of(
+        sql_store, lambda: sql_store.purge(older_than=1_700_000_000, expired=True)
+    )
+    assert statement.lstrip().upper().startswith("DELETE")
+    assert "document" not in statement
+    assert list(sql_store.list()) == []
 
 
 # -- engines, URLs and extras ----------------------------------------------------------------------
@@ -602,6 +772,42 @@ def test_an_idle_connection_is_pinged_and_replaced_before_use(kind: str) -> None
         with engine.connect() as conn:
             assert conn.exec_driver_sql(_BACKEND_ID[kind]).scalar() != first
     finally:
+        engine.dispose()
+
+
+@pytest.mark.services
+def test_a_conditional_write_whose_commit_failed_is_not_run_again() -> None:
+    """The server drops the connection during COMMIT (a deferred trigger ends its own
+    session, once): the write may have been kept, so a conditional put is not run again (it
+    would find its own write and call it a conflict) but reported; a plain put is run again."""
+    url, name = server_url("postgresql"), table_name("doubt")
+    engine = create_sql_engine(url)
+    try:
+        store = SQLStore(engine, table=make_table(sa.MetaData(), name))
+        first = store.put(JobRecord(job_id="j", job_status="queued"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SEQUENCE {name}_kills")
+            conn.exec_driver_sql(
+                f"CREATE FUNCTION {name}_kill() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                f"BEGIN IF nextval('{name}_kills') = 1 THEN "
+                "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NULL; END $$"
+            )
+            conn.exec_driver_sql(
+                f"CREATE CONSTRAINT TRIGGER {name}_kill AFTER INSERT OR UPDATE ON {name} "
+                f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {name}_kill()"
+            )
+        with pytest.raises(StorageError, match="may have been kept"):
+            store.put(JobRecord(job_id="j", job_status="running"), expect_version=first.version)
+        assert store.get("j").version == first.version  # the session ended before its commit
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER SEQUENCE {name}_kills RESTART")
+        assert store.put(JobRecord(job_id="j", job_status="running")).job_status == "running"
+        store.close()
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}_kill")
+            conn.exec_driver_sql(f"DROP SEQUENCE IF EXISTS {name}_kills")
         engine.dispose()
 
 
@@ -878,9 +1084,9 @@ def _plan(store: SQLStore, call: Any) -> str:
     return "\n".join(" ".join(str(v) for v in row.values()) for row in rows)
 
 
-def test_list_uses_the_indexes(sql_store: SQLStore) -> None:
+def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
     """5,000 old finished jobs and 20 recent running ones: the 600 s window and a status
-    filter are index range scans, never a scan of the table."""
+    filter are index range scans, never a scan of the table; so is a purge of expired jobs."""
     now = time.time()
     sql_store.restore(
         JobRecord(job_id=f"old-{n}", job_status="done", updated_at=now - 86400 - n)
@@ -910,6 +1116,8 @@ def test_list_uses_the_indexes(sql_store: SQLStore) -> None:
         assert "Seq Scan" not in plan, plan  # PostgreSQL
         assert f"SCAN {name}" not in plan, plan  # SQLite
         assert " ALL " not in plan, plan  # MariaDB's full table scan
+    plan = _plan(sql_store, lambda: sql_store.purge(expired=True))  # deletes nothing here
+    assert f"ix_{name}_expires" in plan, plan
 
 
 # -- the HTTP path ---------------------------------------------------------------------------------

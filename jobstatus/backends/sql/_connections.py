@@ -27,6 +27,14 @@ _MYSQL_RETRYABLE = frozenset({1213, 1205})  # deadlock, lock wait timeout
 _ATTEMPTS = 3
 
 
+class _InDoubt(Exception):
+    """The commit failed: the database may have kept the write or not."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
 class _Replacement:
     """After the server dropped a connection, every connection the pool opened before that is
     replaced on its next checkout, as SQLAlchemy does when a statement of its own meets a
@@ -130,9 +138,17 @@ class Connections:
                 raise self.failure(action, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def call(self, job_id: str | None, work: Callable[[Any], T], *, write: bool) -> T:
+    def call(
+        self, job_id: str | None, work: Callable[[Any], T], *, write: bool, repeatable: bool = True
+    ) -> T:
         """``work(cursor)`` on a kept DB-API connection, committing a write: ``get`` and
-        ``put`` of ``job_id``, or ``restore`` (no ``job_id``)."""
+        ``put`` of ``job_id``, or ``restore`` (no ``job_id``).
+
+        A write the server dropped the connection of is run again if it did not reach its
+        commit, or if it is ``repeatable`` (running it twice leaves what running it once
+        does); a conditional write whose commit failed is not, since it may have been kept:
+        run again, it would find its own write and call it a conflict.
+        """
         driver_error = self._driver_error
         for attempt in range(1, _ATTEMPTS + 1):
             try:
@@ -142,7 +158,9 @@ class Connections:
                     pooled = kept.connection
                     try:
                         result = self._transaction(pooled.dbapi_connection, work, write)
-                    except driver_error as exc:
+                    except (driver_error, _InDoubt) as failure:
+                        in_doubt = isinstance(failure, _InDoubt)
+                        exc: Any = failure.cause if isinstance(failure, _InDoubt) else failure
                         dropped = self.engine.dialect.is_disconnect(
                             exc, pooled.dbapi_connection, None
                         )
@@ -150,9 +168,14 @@ class Connections:
                             self._replace_all(pooled, exc)
                         else:
                             pooled.close()
-                        again = (dropped and attempt == 1) or _rolled_back_whole(exc)
+                        again = (
+                            dropped and attempt == 1 and (repeatable or not in_doubt)
+                        ) or _rolled_back_whole(exc)
                         if not (again and attempt < _ATTEMPTS):
-                            raise self._failure_on(job_id, write, exc) from exc
+                            error = self._failure_on(job_id, write, exc)
+                            if in_doubt:
+                                error = StorageError(f"{error} (the write may have been kept)")
+                            raise error from exc
                     except BaseException:
                         pooled.close()
                         raise
@@ -182,7 +205,10 @@ class Connections:
         try:
             result = work(cursor)
             if write:
-                dbapi.commit()
+                try:
+                    dbapi.commit()
+                except self._driver_error as exc:
+                    raise _InDoubt(exc) from exc
             elif not autocommit:  # end the read's transaction (MySQL opens one), as a checkin would
                 dbapi.rollback()
         except BaseException:

@@ -65,7 +65,22 @@ _DOCUMENT = sa.Text().with_variant(
 def make_table(
     metadata: sa.MetaData, name: str = DEFAULT_TABLE_NAME, *, schema: str | None = None
 ) -> sa.Table:
-    """The jobs table, defined in ``metadata`` (for Alembic: ``target_metadata``)."""
+    """The jobs table, defined in ``metadata`` (for Alembic: ``target_metadata``).
+
+    ==============  ================================================================
+    ``job_id``      the primary key, compared byte for byte
+    ``job_status``  the status, for filters and the final-state rule
+    ``document``    the job document as JSON text, exactly as written
+    ``updated_at``  seconds since the epoch, stamped by every write
+    ``version``     1 on insert, +1 on every write that changes the row
+    ``expires_at``  the document's ``expires_at`` in seconds since the epoch, or NULL
+    ``owner``       the document's ``owner``, or NULL
+    ==============  ================================================================
+
+    ``expires_at`` and ``owner`` are new in this release and nullable, so a table of the
+    previous release gains them with ``ALTER TABLE … ADD COLUMN`` alone; it is read as one
+    whose records never expire and have no owner until then.
+    """
     return sa.Table(
         name,
         metadata,
@@ -74,8 +89,12 @@ def make_table(
         sa.Column("document", _DOCUMENT, nullable=False),
         sa.Column("updated_at", sa.Double(), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False, server_default=sa.text("1")),
+        sa.Column("expires_at", sa.Double(), nullable=True),
+        sa.Column("owner", BinaryString(KEY_LENGTH), nullable=True),
         sa.Index(f"ix_{name}_updated", "updated_at", "job_id"),
         sa.Index(f"ix_{name}_status", "job_status", "updated_at", "job_id"),
+        sa.Index(f"ix_{name}_expires", "expires_at"),
+        sa.Index(f"ix_{name}_owner", "owner", "updated_at", "job_id"),
         schema=schema,
     )
 
