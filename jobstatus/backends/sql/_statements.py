@@ -26,7 +26,7 @@ __all__ = [
     "upsert",
 ]
 
-# Written into the SQL as literals: an expanding IN parameter costs a re-render per statement.
+# Written into the SQL as literals: the statement text stays the same for every execution.
 _FINAL: list[sa.ColumnElement[str]] = [
     sa.literal_column(f"'{state}'") for state in sorted(FINAL_STATES)
 ]

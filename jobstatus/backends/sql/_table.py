@@ -77,11 +77,13 @@ def make_table(
     ``owner``       the document's ``owner``, or NULL
     ==============  ================================================================
 
-    ``expires_at`` and ``owner`` are new in this release and nullable, so a table of the
-    previous release gains them with ``ALTER TABLE … ADD COLUMN`` alone; it is read as one
-    whose records never expire and have no owner until then.
+    Indexes: ``(updated_at, job_id)``, ``(job_status, updated_at, job_id)``, ``(expires_at)``
+    and ``(owner, updated_at, job_id)``, the last two partial on PostgreSQL and SQLite (rows
+    where the column is set). ``expires_at`` and ``owner`` are new in this release and
+    nullable, so a table of the previous release gains them with ``ALTER TABLE … ADD COLUMN``
+    alone; it is read as one whose records never expire and have no owner until then.
     """
-    return sa.Table(
+    table = sa.Table(
         name,
         metadata,
         sa.Column("job_id", BinaryString(KEY_LENGTH), primary_key=True),
@@ -93,10 +95,19 @@ def make_table(
         sa.Column("owner", BinaryString(KEY_LENGTH), nullable=True),
         sa.Index(f"ix_{name}_updated", "updated_at", "job_id"),
         sa.Index(f"ix_{name}_status", "job_status", "updated_at", "job_id"),
-        sa.Index(f"ix_{name}_expires", "expires_at"),
-        sa.Index(f"ix_{name}_owner", "owner", "updated_at", "job_id"),
         schema=schema,
     )
+    c = table.c
+    # Partial where the database has them (PostgreSQL, SQLite): a row without an expiry or an
+    # owner is in neither index, so its writes maintain two indexes, not four.
+    sa.Index(f"ix_{name}_expires", c.expires_at, **_where_set(c.expires_at))
+    sa.Index(f"ix_{name}_owner", c.owner, c.updated_at, c.job_id, **_where_set(c.owner))
+    return table
+
+
+def _where_set(column: sa.Column[Any]) -> dict[str, Any]:
+    condition = column.is_not(None)
+    return {"postgresql_where": condition, "sqlite_where": condition}
 
 
 #: The default ``MetaData``, holding :data:`jobs_table` alone.
