@@ -36,7 +36,7 @@ from jobstatus.errors import Conflict, JobCancelled, QueueFull
 from jobstatus.lifecycle import LIFECYCLE_KEYS
 from jobstatus.record import JobRecord, JobState, check_job_id
 from jobstatus.run import MAX_ATTEMPTS, Run, activate, utc_now
-from jobstatus.store import Store
+from jobstatus.store import ABSENT, ExpectedVersion, Store
 from jobstatus.writer import CANCELLED_CODE, WAITING, RecordWriter
 
 __all__ = ["MAX_REMEMBERED", "CANCELLED_CODE", "JobTracker", "Run"]
@@ -210,45 +210,69 @@ class JobTracker(RecordWriter):
         """
         started = time.monotonic()
         started_at = utc_now()
-        created_at: datetime | None = started_at
-        owner = self.owner
-        kept: Mapping[str, Any] = {}
-        if job_id is None:
-            job_id, queue_time = str(uuid.uuid4()), 0.0
-        elif (submission := self._waiting.pop(job_id, None)) is not None:
-            queue_time = started - submission.queued_at
-            endpoint = submission.endpoint if endpoint is None else endpoint
-            id = submission.id if id is None else id
-            created_at, owner = submission.created_at, submission.owner
-        else:
-            queue_time, stored = self._time_in_queue(job_id)
-            if stored is not None:
-                created_at, owner, kept = stored.created_at, stored.owner, stored.extra
-        if endpoint is None:
+        fresh = job_id is None
+        job_id = str(uuid.uuid4()) if job_id is None else job_id
+        submission = self._waiting.pop(job_id, None)
+        if endpoint is None and submission is None:
             raise TypeError(
                 f"run({job_id!r}) needs endpoint=...: this tracker did not submit that job"
             )
-        if kept or extra:
-            kept = {k: v for k, v in {**kept, **(extra or {})}.items() if k not in LIFECYCLE_KEYS}
-        running = self._record(
-            job_id,
+        run = Run(
+            job_id=job_id,
+            endpoint=endpoint or "",
+            id=id,
+            _store=self.store,
+            _interval=self.progress_interval,
+            _started=started,
+        )
+        if fresh or submission is not None:
+            created_at, owner = started_at, self.owner
+            if submission is not None:
+                run.endpoint = submission.endpoint if endpoint is None else endpoint
+                run.id = submission.id if id is None else id
+                run._queue_time = started - submission.queued_at
+                created_at, owner = submission.created_at, submission.owner
+            running = self._running(run, started_at, created_at, owner, extra)
+            run._learn(self.store.put(running))
+            return run
+        for _ in range(MAX_ATTEMPTS):
+            run._queue_time, stored = self._time_in_queue(job_id)
+            if stored is None:  # no record yet: written only if still none (else adopt it)
+                running = self._running(run, started_at, started_at, self.owner, extra=extra)
+                expected: ExpectedVersion = ABSENT
+            else:
+                running = self._running(
+                    run,
+                    started_at,
+                    stored.created_at,
+                    stored.owner,
+                    {**stored.extra, **(extra or {})},
+                )
+                expected = None
+            try:
+                run._learn(self.store.put(running, expect_version=expected))
+            except Conflict:
+                continue
+            return run
+        raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
+
+    def _running(
+        self,
+        run: Run,
+        started_at: datetime,
+        created_at: datetime | None,
+        owner: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> JobRecord:
+        kept = {k: v for k, v in (extra or {}).items() if k not in LIFECYCLE_KEYS}
+        return self._record(
+            run.job_id,
             JobState.RUNNING,
             created_at=created_at,
             started_at=started_at,
             owner=owner,
             extra=kept,
         )
-        run = Run(
-            job_id=job_id,
-            endpoint=endpoint,
-            id=id,
-            _store=self.store,
-            _interval=self.progress_interval,
-            _queue_time=queue_time,
-            _started=started,
-        )
-        run._learn(self.store.put(running))
-        return run
 
     def submit_to(
         self,
