@@ -14,6 +14,8 @@ failure callback, retries left             ``queued`` again, ``attempt`` + 1
 failure callback, no retry left            ``failed``, the error's message
 the job returns ``rq.Retry``               ``queued`` again (``failed`` past ``Retry.max``)
 stopped callback (``send_stop_job_command``) ``cancelled``
+``send_webhooks(FAILED)``, still running   ``failed``: the work horse was killed (RQ calls
+                                           no callback then)
 =========================================  ===============================================
 
 The job class chains the job's own ``on_success``/``on_failure``/``on_stopped`` callbacks after
@@ -34,7 +36,7 @@ try:
     from rq import Queue, Retry
     from rq.command import send_stop_job_command
     from rq.exceptions import InvalidJobOperation, NoSuchJobError
-    from rq.job import Job
+    from rq.job import Job, JobStatus
 except ImportError as exc:  # pragma: no cover - depends on the environment
     from jobstatus.backends import missing_extra
 
@@ -49,6 +51,7 @@ __all__ = [
     "JobRecorder",
     "RecordedJob",
     "RetriesExhausted",
+    "WorkHorseLost",
     "cancel",
     "check_cancelled",
     "progress",
@@ -159,6 +162,21 @@ class RecordedJob(Job):
             return None if user is None else user(job, connection, *args, **kwargs)
 
         return recorded
+
+    def send_webhooks(self, status: str | JobStatus, *, exc_string: str | None = None) -> None:
+        """RQ's webhooks. RQ sends a failed job's webhooks wherever it learns of the failure
+        -- also in the worker's main process when the work horse died, where it calls no
+        failure callback: a job still running is then recorded ``failed`` here."""
+        if status == JobStatus.FAILED:
+            recorder = _recorder_of(self)
+            if recorder is not None and recorder.running(self.id) is None:
+                reason = (exc_string or "").strip().splitlines()[-1:] or ["the job failed"]
+                recorder.failed(self.id, WorkHorseLost(reason[0]), endpoint=self.func_name or "?")
+        super().send_webhooks(status, exc_string=exc_string)
+
+
+class WorkHorseLost(Exception):
+    """The message of a job whose work horse died before it could record the end."""
 
 
 class RetriesExhausted(Exception):

@@ -1,0 +1,85 @@
+"""The RQ jobs the integration tests run in a real worker (``rq worker --job-class
+jobstatus.integrations.rq.RecordedJob``). The queue and its recorder are made here, from the
+environment the test gives the worker, so that the work horse (which imports this module to
+run a job) records too."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Retry, get_current_job
+
+from jobstatus import open_store
+from jobstatus.integrations.rq import JobRecorder, check_cancelled, progress, record_jobs
+from tests.apps.celery_tasks import DEADLINE, gate
+
+
+def make_queue(redis_url: str, store_url: str, name: str) -> tuple[Queue, JobRecorder]:
+    queue = Queue(name, connection=Redis.from_url(redis_url))
+    recorder = record_jobs(
+        queue, open_store(store_url), progress_interval=0.05, build_number="rq-test"
+    )
+    return queue, recorder
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+def boom(url: str) -> None:
+    raise ConnectionError(f"could not reach {url}")
+
+
+def flaky(folder: str) -> dict[str, Any]:
+    job = get_current_job()
+    assert job is not None
+    if job.retries_left:  # retries left: this is not the last attempt
+        progress(percent=10, message="not yet")
+        gate(folder, f"fail-{job.id}")
+        raise RuntimeError("not yet")
+    return {"retries_left": job.retries_left}
+
+
+def again(folder: str) -> Any:
+    """Returns rq.Retry once, then succeeds."""
+    job = get_current_job()
+    assert job is not None
+    if not job.number_of_retries:
+        return Retry(max=2)
+    return "second time lucky"
+
+
+def steps(folder: str, total: int) -> str:
+    job = get_current_job()
+    assert job is not None
+    for n in range(1, total + 1):
+        progress(current=n, total=total, message=f"step {n}")
+    gate(folder, f"release-{job.id}")
+    return f"{total} steps"
+
+
+def patient(folder: str) -> str:
+    deadline, n = time.monotonic() + DEADLINE, 0
+    while time.monotonic() < deadline:
+        n += 1
+        progress(percent=min(n, 99), message="waiting")
+        check_cancelled()
+        time.sleep(0.01)
+    return "never cancelled"
+
+
+def sleeper(folder: str) -> str:
+    progress(percent=1, message="asleep")
+    gate(folder, "never")
+    return "woke up"
+
+
+if "JOBSTATUS_TEST_REDIS" in os.environ:  # in the worker
+    queue, recorder = make_queue(
+        os.environ["JOBSTATUS_TEST_REDIS"],
+        os.environ["JOBSTATUS_TEST_STORE"],
+        os.environ["JOBSTATUS_TEST_QUEUE"],
+    )
