@@ -77,8 +77,10 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # The docs are built offline, so there is no inventory to link the standard library (builtins and
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
-_STDLIB_MODULES = ["argparse", "collections", "enum", "os", "pathlib", "types", "urllib"]
-_THIRD_PARTY_MODULES = ["fastapi", "flask", "fsspec", "hypothesis", "sqlalchemy", "st", "starlette"]
+_STDLIB_MODULES = ["argparse", "collections", "concurrent", "contextvars", "enum", "os",
+                   "pathlib", "types", "urllib"]  # fmt: skip
+_THIRD_PARTY_MODULES = ["celery", "dramatiq", "fastapi", "flask", "fsspec", "hypothesis", "redis",
+                        "rq", "sqlalchemy", "st", "starlette"]  # fmt: skip
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),
 ]

@@ -1,7 +1,7 @@
 """What ``tracker.submit_to(executor, fn, ...)`` hands an executor: ``fn`` inside a tracked run.
 
 :class:`TrackedCall` is picklable whenever ``fn`` and the tracker's store are, so a
-:class:`~concurrent.futures.ProcessPoolExecutor` runs it -- and records the run -- in the child
+``ProcessPoolExecutor`` runs it -- and records the run -- in the child
 process. :class:`CallLater` turns a function that schedules a call, such as FastAPI's
 ``BackgroundTasks.add_task``, into an executor for ``submit_to``.
 """

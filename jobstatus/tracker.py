@@ -3,7 +3,7 @@
 ``submit`` writes ``queued``; ``run`` writes ``running``, then ``done`` with the processing
 endpoint's envelope, ``failed`` with the error, or ``cancelled`` when a client asked the job to
 stop; ``hand_off`` writes ``submitted`` for work handed to an external runner; ``submit_to``
-does all of it for a function run by a :mod:`concurrent.futures` executor. ``start``,
+does all of it for a function run by a ``concurrent.futures`` executor. ``start``,
 ``finish``, ``requeue`` and ``attach`` are the steps of ``run`` one by one, for task queues
 whose events arrive as separate callbacks (:mod:`jobstatus.integrations`). Every record is
 the upstream job file::
@@ -288,9 +288,8 @@ class JobTracker(RecordWriter):
         ``queued`` now, then ``running`` and ``done`` (``fn``'s return value as the
         envelope's ``response``) or ``failed`` where it runs; ``endpoint`` defaults to
         ``fn``'s qualified name. ``executor`` is anything with ``submit(fn, *args,
-        **kwargs)``: a :class:`~concurrent.futures.ThreadPoolExecutor`, a
-        :class:`~concurrent.futures.ProcessPoolExecutor` (``fn``, its arguments, its result and
-        this tracker, store included, must pickle), or
+        **kwargs)``: a ``ThreadPoolExecutor``, a ``ProcessPoolExecutor`` (``fn``, its
+        arguments, its result and this tracker, store included, must pickle), or
         :class:`jobstatus.executor.CallLater` around FastAPI's ``BackgroundTasks.add_task``.
         When it returns a future, the future's end is watched too: a cancelled future records
         ``cancelled``, a call that could not run or end (a broken pool, an unpicklable

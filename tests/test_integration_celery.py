@@ -303,3 +303,86 @@ def test_a_task_whose_worker_is_sigkilled_stays_running(celery: Celeried) -> Non
     assert after.version == before.version  # nothing wrote after the kill
     assert after.ended_at is None
     assert over_http(celery.store, job_id)["response"] == after.to_dict()
+
+
+def test_the_example_app_shows_progress_and_cancels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """examples/celery_app.py as its docstring runs it: FastAPI sends the job to a Celery worker;
+    the client polls the status endpoint, sees the progress, cancels the job."""
+    import asyncio
+    import importlib
+    import sys
+
+    import httpx
+
+    queue = f"jobstatus-example-{uuid.uuid4().hex[:8]}"
+    env = {
+        "CELERY_BROKER_URL": redis_url(REDIS_DB),
+        "JOBSTATUS_STORE": str(tmp_path / "store"),
+        "WORDCOUNT_QUEUE": queue,
+        "API_KEY": "example-key",
+        "JOBSTATUS_BUILD_NUMBER": "demo-1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delitem(sys.modules, "examples.celery_app", raising=False)
+    example = importlib.import_module("examples.celery_app")
+    worker = start_worker(
+        [
+            "celery",
+            "-A",
+            "examples.celery_app",
+            "worker",
+            "-P",
+            "solo",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@jobstatus-test",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env,
+        tmp_path / "worker.log",
+    )
+
+    def post(path: str, body: dict[str, Any]) -> httpx.Response:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=example.api)
+            async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+                return await client.post(path, json=body, headers={"x-api-key": "example-key"})
+
+        return asyncio.run(send())
+
+    def status(job_id: str) -> dict[str, Any]:
+        answer = post("/v1/toolkit/job/status", {"job_id": job_id})
+        assert answer.status_code == 200
+        return dict(answer.json()["response"])
+
+    try:
+        words = " ".join(f"w{n}" for n in range(20))
+        accepted = post("/v1/demo/wordcount", {"text": words, "seconds": 120, "id": "req-1"})
+        assert accepted.status_code == 202
+        job_id = accepted.json()["job_id"]
+        wait_until(
+            lambda: status(job_id)["job_status"] == "running" and "progress" in status(job_id),
+            "the client sees the job running with progress",
+        )
+        seen = status(job_id)["progress"]
+        assert seen["total"] == 20
+        assert 1 <= seen["current"] <= 20
+        assert seen["message"] == f"word {seen['current']} of 20"
+        cancel = post("/v1/toolkit/job/cancel", {"job_id": job_id})
+        assert cancel.status_code == 202
+        wait_until(lambda: status(job_id)["job_status"] == "cancelled", "the job stopped")
+        final = status(job_id)
+        assert final["response"]["endpoint"] == "demo.wordcount"
+        assert final["response"]["code"] == 499
+        assert final["response"]["build_number"] == "demo-1"
+        assert final["progress"]["current"] >= seen["current"]
+    finally:
+        worker.stop()
+        example.recorder.disconnect()
+        example.app.close()

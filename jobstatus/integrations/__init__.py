@@ -13,6 +13,6 @@ Inside a task of any of them -- or a function run by ``tracker.submit_to`` or in
 once a client asked it to.
 """
 
-from jobstatus.integrations.recorder import ATTEMPT_KEY, QueueRecorder, check_cancelled, progress
+from jobstatus.integrations.recorder import QueueRecorder, check_cancelled, progress
 
-__all__ = ["ATTEMPT_KEY", "QueueRecorder", "check_cancelled", "progress"]
+__all__ = ["QueueRecorder", "check_cancelled", "progress"]

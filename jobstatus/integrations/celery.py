@@ -1,16 +1,14 @@
 """Record the tasks of a Celery app, with Celery's own signals: ``record_tasks(app, store)``.
 
-==============================  ======================================================
-Celery signal                   the job's record (job id = the Celery task id)
-==============================  ======================================================
-``after_task_publish``          ``queued``, ``attempt`` 1 (only if it has no record yet)
-``task_prerun``                 ``running``, ``attempt`` = the request's retries + 1
-``task_success``                ``done``, the return value as the envelope's ``response``
-``task_failure``                ``failed``, the error's message (no traceback)
-``before_task_publish`` (retry) ``queued`` again, ``attempt`` + 1, before the retry leaves
-``task_retry``                  the same, for a retry that published nothing
-``task_revoked``                ``cancelled`` (``failed`` when the task had expired)
-==============================  ======================================================
+The job id is the Celery task id; each signal writes:
+
+- ``after_task_publish``: ``queued``, ``attempt`` 1 (only if the job has no record yet);
+- ``task_prerun``: ``running``, ``attempt`` = the request's retries + 1;
+- ``task_success``: ``done``, the return value as the envelope's ``response``;
+- ``task_failure``: ``failed``, the error's message (no traceback);
+- ``before_task_publish`` of a retry: ``queued`` again with the next ``attempt``, before the
+  retry's message leaves (``task_retry`` does it for a retry that published nothing);
+- ``task_revoked``: ``cancelled`` (``failed`` when the task had expired).
 
 The endpoint of every envelope is the task's name. Inside a task, :func:`progress` reports
 progress and :func:`check_cancelled` stops the task once a client asked it to. ``cancel`` (and
@@ -46,8 +44,8 @@ __all__ = [
     "record_tasks",
 ]
 
-#: Which tasks to record: None (every task but Celery's own ``celery.*``), a collection of task
-#: names, or a predicate on the task's name.
+#: Which tasks to record -- None (every task but Celery's own ``celery.*``), a collection of
+#: task names, or a predicate on the task's name.
 TaskSelection = Collection[str] | Callable[[str], bool] | None
 
 _SIGNALS = (

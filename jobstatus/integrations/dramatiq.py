@@ -1,16 +1,14 @@
 """Record the messages of a Dramatiq broker: ``broker.add_middleware(JobStatusMiddleware(store))``.
 
-=====================================  ====================================================
-Dramatiq hook                          the job's record (job id = the message id)
-=====================================  ====================================================
-``after_enqueue``                      ``queued``, ``attempt`` 1 (only if it has no record)
-``before_process_message``             ``running``, ``attempt`` = the message's retries + 1
-``after_process_message``, a result    ``done``, the actor's return value as ``response``
-the ``Retries`` middleware retries it  ``queued`` again (``before_enqueue`` of the retry)
-the message fails for good             ``failed``, the error's message
-``after_skip_message``                 ``failed`` if the message failed (e.g. too old for
-                                       ``AgeLimit``), else ``cancelled``
-=====================================  ====================================================
+The job id is the message id; each hook writes:
+
+- ``after_enqueue``: ``queued``, ``attempt`` 1 (only if the job has no record yet);
+- ``before_process_message``: ``running``, ``attempt`` = the message's retries + 1;
+- ``after_process_message`` with a result: ``done``, the return value as ``response``;
+- the ``Retries`` middleware retries it (``before_enqueue``): ``queued`` again;
+- the message fails for good: ``failed``, the error's message;
+- ``after_skip_message``: ``failed`` if the message failed (e.g. too old for ``AgeLimit``),
+  else ``cancelled``.
 
 An exception's outcome waits for the ``Retries`` middleware's decision: a retry (recorded at
 its enqueue), or the message's ack or nack (recorded then), wherever the middleware sits in
@@ -74,16 +72,19 @@ class JobStatusMiddleware(Middleware):
         return self.recorder.tracker
 
     def after_enqueue(self, broker: Broker, message: Any, delay: int | None) -> None:
+        """The broker took a new message: ``queued``."""
         if _retries(message) == 0 and self._wanted(message.actor_name):
             self.recorder.enqueued(message.message_id)
 
     def before_enqueue(self, broker: Broker, message: Any, delay: int | None) -> None:
+        """A retry of the attempt this process ran: ``queued`` again, the next attempt."""
         job_id = message.message_id
         if self.recorder.running(job_id) is not None:  # Retries sends this attempt again
             self._failures.pop(job_id, None)
             self.recorder.retrying(job_id, attempt=_retries(message) + 1)
 
     def before_process_message(self, broker: Broker, message: Any) -> None:
+        """``running``; a job already final is skipped."""
         if not self._wanted(message.actor_name):
             return
         job_id = message.message_id
@@ -103,6 +104,8 @@ class JobStatusMiddleware(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
+        """``done`` with the result; an exception's outcome waits for the Retries
+        middleware's decision, unless the message already failed."""
         job_id = message.message_id
         self.recorder.release(job_id)
         if self.recorder.running(job_id) is None:  # not recorded, or already queued again
@@ -115,12 +118,15 @@ class JobStatusMiddleware(Middleware):
             self._failures[job_id] = exception  # retried (before_enqueue), or acked/nacked
 
     def after_ack(self, broker: Broker, message: Any) -> None:
+        """A message that raised and was not retried: ``failed``."""
         self._settle(message)
 
     def after_nack(self, broker: Broker, message: Any) -> None:
+        """A message that failed for good: ``failed``."""
         self._settle(message)
 
     def after_skip_message(self, broker: Broker, message: Any) -> None:
+        """A message skipped before it was processed: ``failed`` or ``cancelled``."""
         job_id = message.message_id
         if not self._wanted(message.actor_name):
             return

@@ -28,7 +28,7 @@ __all__ = ["ATTEMPT_KEY", "QueueRecorder", "check_cancelled", "progress"]
 
 log = logging.getLogger("jobstatus.integrations")
 
-#: The document key holding the number of the job's attempt: 1, then 2 after a first retry...
+#: The document key holding the number of the job's attempt (1, then 2 after a retry).
 ATTEMPT_KEY = "attempt"
 
 

@@ -4,19 +4,15 @@
 RQ has no hook of its own for a job's start, so the job class is the way in -- as RQ's
 documentation says of a custom job class, the queue and the worker must both use it:
 
-=========================================  ===============================================
-RQ event                                   the job's record (job id = the RQ job id)
-=========================================  ===============================================
-the queue creates the job (``enqueue*``)   ``queued``, ``attempt`` 1
-``RecordedJob.perform`` (the work horse)   ``running``
-success callback                           ``done``, the return value as ``response``
-failure callback, retries left             ``queued`` again, ``attempt`` + 1
-failure callback, no retry left            ``failed``, the error's message
-the job returns ``rq.Retry``               ``queued`` again (``failed`` past ``Retry.max``)
-stopped callback (``send_stop_job_command``) ``cancelled``
-``send_webhooks(FAILED)``, still running   ``failed``: the work horse was killed (RQ calls
-                                           no callback then)
-=========================================  ===============================================
+- the queue creates the job (every ``enqueue*``): ``queued``, ``attempt`` 1;
+- ``RecordedJob.perform`` in the work horse: ``running``;
+- the success callback: ``done``, the return value as ``response``;
+- the failure callback: ``queued`` again with the next ``attempt`` when retries are left,
+  else ``failed`` with the error's message;
+- the job returns ``rq.Retry``: ``queued`` again (``failed`` past ``Retry.max``);
+- the stopped callback (``send_stop_job_command``): ``cancelled``;
+- ``send_webhooks(FAILED)`` while the job still runs: ``failed`` -- its work horse was
+  killed, and RQ calls no callback then.
 
 The job class chains the job's own ``on_success``/``on_failure``/``on_stopped`` callbacks after
 recording. The recorder a job belongs to is found by the job's queue name, in the process
