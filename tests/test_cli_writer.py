@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from jobstatus import JobRecord, StorageError, open_store
-from jobstatus.cli import _ProgressPrinter, main
+from jobstatus.cli import main
+from jobstatus.cli.progress import ProgressPrinter as _ProgressPrinter
 from jobstatus.migrate import MigrationProgress, migrate
 from jobstatus.store import BaseStore, Store
 from tests import s3_server

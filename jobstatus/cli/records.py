@@ -1,0 +1,97 @@
+"""``get`` and ``put``: one job's record, read or written from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import IO, Any
+
+from jobstatus.cli.common import EXIT_OK, open_existing, open_url, store_url
+from jobstatus.cli.options import (
+    add_id_options,
+    add_json_option,
+    add_store_option,
+    id_rule,
+)
+from jobstatus.cli.output import record_json, rfc3339, write_json
+from jobstatus.errors import InvalidRequest
+from jobstatus.record import JobRecord
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    """Add ``get`` and ``put`` to the subcommands."""
+    get = commands.add_parser(
+        "get",
+        help="print one job's record",
+        description="Print JOB_ID's state, the time it was last written (UTC) and its "
+        "document. With --json, one JSON object: job_id, job_status, updated_at and document.",
+    )
+    add_store_option(get)
+    add_id_options(get)
+    add_json_option(get, "the record")
+    get.add_argument("job_id", metavar="JOB_ID")
+    get.set_defaults(run=_get)
+
+    put = commands.add_parser(
+        "put",
+        help="store a job document",
+        description="Store a job document (a JSON object with string job_id and job_status) "
+        "read from FILE, or from stdin when FILE is - or absent. A job id the status endpoint "
+        "would not serve (not a UUID, unless --job-id-pattern or --any-id say otherwise) is "
+        "refused.",
+    )
+    add_store_option(put)
+    add_id_options(put)
+    put.add_argument("file", metavar="FILE", nargs="?", default="-")
+    put.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite even a job that is already final (done, failed)",
+    )
+    put.set_defaults(run=_put)
+
+
+def _get(args: argparse.Namespace, out: IO[str]) -> int:
+    job_id = id_rule(args).check(args.job_id)
+    with open_existing(store_url(args)) as store:
+        record = store.get(job_id)
+    if args.json:
+        write_json(record_json(record), out)
+        return EXIT_OK
+    for name, value in _summary(record):
+        out.write(f"{name + ':':<10}{value}\n")
+    out.write("document:\n")
+    out.write(json.dumps(record.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
+def _summary(record: JobRecord) -> list[tuple[str, str]]:
+    """The lines above the document: what a person looks for first."""
+    return [
+        ("job_id", record.job_id),
+        ("status", record.job_status),
+        ("updated", rfc3339(record.updated_at) or "-"),
+    ]
+
+
+def _put(args: argparse.Namespace, out: IO[str]) -> int:
+    rule = id_rule(args)
+    try:
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8") as file:
+                text = file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read {args.file}: {exc}") from exc
+    record = JobRecord.from_json(text)
+    rule.check(record.job_id)
+    with open_url(store_url(args)) as store:
+        stored = store.put(record, force=args.force)
+    kept = stored.to_dict() != record.to_dict()
+    note = " (kept: the job was already final)" if kept else ""
+    out.write(f"stored {stored.job_id}: {stored.job_status}{note}\n")
+    return EXIT_OK
