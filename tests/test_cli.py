@@ -12,12 +12,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jobstatus import JobRecord, StorageError, open_store
+from jobstatus import JobRecord, Progress, StorageError, open_store
 from jobstatus.errors import redact
 from jobstatus.schema import UUID_PATTERN
 from jobstatus.testing.suite import UPSTREAM_EXAMPLE
@@ -73,6 +74,10 @@ def test_list_and_get_json_carry_updated_at_in_rfc3339_milliseconds(tmp_path: Pa
     code, out, _ = cli("list", "--json", "--store", url)
     assert code == 0
     listed = json.loads(out)
+    with open_store(url) as store:
+        version = store.get(JOB).version
+    assert version is not None
+    assert listed.pop("version") == version
     assert listed == {
         "job_id": JOB,
         "job_status": "done",
@@ -81,7 +86,9 @@ def test_list_and_get_json_carry_updated_at_in_rfc3339_milliseconds(tmp_path: Pa
     }
     code, out, _ = cli("get", JOB, "--json", "--store", url)
     assert (code, out.count("\n")) == (0, 1)
-    assert json.loads(out) == listed
+    got = json.loads(out)
+    del got["version"]
+    assert got == listed
 
 
 def test_the_store_comes_from_the_environment(tmp_path: Path) -> None:
@@ -101,6 +108,48 @@ def test_a_final_job_is_kept_unless_forced(store_url: str) -> None:
     assert kept.stdout == f"stored {JOB}: done (kept: the job was already final)\n"
     forced = run("put", "--force", "--store", store_url, stdin=json.dumps(late))
     assert forced.stdout == f"stored {JOB}: running\n"
+
+
+def test_a_final_job_is_kept_over_another_final_write_unless_forced(store_url: str) -> None:
+    assert cli("put", "--store", store_url, stdin=json.dumps(UPSTREAM_EXAMPLE))[0] == 0
+    failed = dict(UPSTREAM_EXAMPLE, job_status="failed", response={"error": "late"})
+    kept = cli("put", "--store", store_url, stdin=json.dumps(failed))
+    assert kept == (0, f"stored {JOB}: done (kept: the job was already final)\n", "")
+    again = dict(UPSTREAM_EXAMPLE, response={"result": "another"})  # done over done
+    assert cli("put", "--store", store_url, stdin=json.dumps(again))[1].endswith(
+        "done (kept: the job was already final)\n"
+    )
+    with open_store(store_url) as store:
+        assert store.get(JOB).to_dict() == UPSTREAM_EXAMPLE
+    forced = cli("put", "--force", "--store", store_url, stdin=json.dumps(failed))
+    assert forced == (0, f"stored {JOB}: failed\n", "")
+
+
+def test_get_and_list_show_times_and_progress(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}"
+    started = datetime(2026, 11, 30, 3, 6, 31, 123_000, tzinfo=timezone.utc)
+    with open_store(url) as store:
+        store.put(JobRecord(job_id=OTHER, job_status="queued"))
+        code, out, _ = cli("list", "--store", url)
+        assert out.splitlines()[0].split() == ["JOB_ID", "STATUS", "UPDATED", "(UTC)"]
+        store.put(
+            JobRecord(
+                job_id=JOB,
+                job_status="running",
+                started_at=started,
+                progress=Progress(current=3, total=10, message="resizing\nimages"),
+            )
+        )
+    code, out, _ = cli("get", JOB, "--store", url)
+    assert code == 0
+    assert "started:  2026-11-30T03:06:31.123Z\n" in out
+    assert "progress: 3/10 30% resizing images\n" in out
+    assert "ended:" not in out
+    code, out, _ = cli("list", "--store", url)
+    header, first, second = out.splitlines()
+    assert header.split() == ["JOB_ID", "STATUS", "UPDATED", "(UTC)", "STARTED", "PROGRESS"]
+    assert first.split()[3:] == ["2026-11-30T03:06:31Z", "3/10", "30%", "resizing", "images"]
+    assert second.split()[3:] == ["-", "-"]
 
 
 def test_version() -> None:

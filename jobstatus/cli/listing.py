@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from jobstatus.cli.common import EXIT_OK, open_existing, store_url
@@ -14,7 +14,7 @@ from jobstatus.cli.options import (
     parse_duration,
     split_states,
 )
-from jobstatus.cli.output import record_json, short_time, table, write_json
+from jobstatus.cli.output import progress_text, record_json, short_time, table, write_json
 from jobstatus.record import JobRecord
 
 __all__ = ["jobs_table", "register"]
@@ -57,7 +57,23 @@ def _list(args: argparse.Namespace, out: IO[str]) -> int:
     return EXIT_OK
 
 
+#: The columns shown only when some job has a value for them: heading, cell.
+_OPTIONAL_COLUMNS: tuple[tuple[str, Callable[[JobRecord], str | None]], ...] = (
+    ("STARTED", lambda r: None if r.started_at is None else short_time(r.started_at)),
+    ("ENDED", lambda r: None if r.ended_at is None else short_time(r.ended_at)),
+    ("PROGRESS", lambda r: None if r.progress is None else progress_text(r.progress, width=40)),
+)
+
+
 def jobs_table(records: Sequence[JobRecord], out: IO[str]) -> None:
-    """JOB_ID, STATUS and UPDATED (UTC) columns, one job a line."""
-    rows = [(r.job_id, r.job_status, short_time(r.updated_at)) for r in records]
-    table(("JOB_ID", "STATUS", "UPDATED (UTC)"), rows, out)
+    """JOB_ID, STATUS and UPDATED (UTC) columns, one job a line; STARTED, ENDED and PROGRESS
+    too where some job has them."""
+    header = ["JOB_ID", "STATUS", "UPDATED (UTC)"]
+    rows = [[r.job_id, r.job_status, short_time(r.updated_at)] for r in records]
+    for heading, cell in _OPTIONAL_COLUMNS:
+        cells = [cell(record) for record in records]
+        if any(value is not None for value in cells):
+            header.append(heading)
+            for row, value in zip(rows, cells, strict=True):
+                row.append("-" if value is None else value)
+    table(header, rows, out)

@@ -9,9 +9,9 @@ from jobstatus.cli.common import EXIT_OK, open_existing, open_url
 from jobstatus.cli.options import add_json_option, int_at_least
 from jobstatus.cli.output import count, write_json
 from jobstatus.cli.progress import ProgressPrinter
-from jobstatus.migrate import DEFAULT_BATCH_SIZE, migrate
+from jobstatus.migrate import DEFAULT_BATCH_SIZE, MigrationProgress, migrate
 
-__all__ = ["register"]
+__all__ = ["register", "summary"]
 
 
 def register(commands: Any) -> None:
@@ -71,13 +71,19 @@ def _migrate(args: argparse.Namespace, out: IO[str]) -> int:
             out,
         )
         return EXIT_OK
-    verb = "would copy" if args.dry_run else "copied"
-    out.write(
+    out.write(summary(result, dry_run=args.dry_run) + "\n")
+    return EXIT_OK
+
+
+def summary(result: MigrationProgress, *, dry_run: bool) -> str:
+    """``copied 20,000 of 20,000 records (0 unchanged, 0 kept as newer in the destination)
+    in 2.1 s``."""
+    verb = "would copy" if dry_run else "copied"
+    return (
         f"{verb} {result.copied:,} of {count(result.seen, 'record')} ({result.unchanged:,} "
         f"unchanged, {result.kept_newer:,} kept as newer in the destination) in "
-        f"{result.elapsed:.1f} s{' (dry run: nothing written)' if args.dry_run else ''}\n"
+        f"{result.elapsed:.1f} s{' (dry run: nothing written)' if dry_run else ''}"
     )
-    return EXIT_OK
 
 
 def _is_terminal(out: IO[str]) -> bool:

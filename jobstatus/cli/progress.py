@@ -50,21 +50,22 @@ def _fit(parts: Sequence[tuple[int, str]], width: int, *, sep: str, prefix: str 
 
 
 def plain_line(state: MigrationProgress, width: int = LINE_WIDTH) -> str:
-    """``migrate: 2,000/10,000 records (20%), 2,000 copied, 0 unchanged, …`` within ``width``."""
+    """``migrate: 2,000/10,000 (20%), 2,000 copied, 0 unchanged, 1,000 records/s, ETA 0:08``
+    within ``width``."""
     if state.phase == "count":
         return _fit([(0, f"counting the source: {state.counted:,} records")], width, sep="")
     if state.phase == "index":
         return _fit([(0, f"reading the destination: {state.indexed:,} records")], width, sep="")
     verb = "to copy" if state.dry_run else "copied"
     if state.total is None:
-        position = f"{state.seen:,} records"
+        position = f"{state.seen:,} read"
     else:
         percent = f" ({min(1.0, state.seen / state.total):.0%})" if state.total else ""
-        position = f"{state.seen:,}/{state.total:,} records{percent}"
+        position = f"{state.seen:,}/{state.total:,}{percent}"
     parts = [
         (0, position),
-        (2, f"{state.copied:,} {verb}"),
-        (3, f"{state.unchanged:,} unchanged"),
+        (2 if state.copied else 4, f"{state.copied:,} {verb}"),  # a zero says least
+        (3 if state.unchanged else 4, f"{state.unchanged:,} unchanged"),
         (1, f"{state.rate:,.0f} records/s"),
     ]
     if state.total is not None:

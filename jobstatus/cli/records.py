@@ -14,8 +14,9 @@ from jobstatus.cli.options import (
     add_store_option,
     id_rule,
 )
-from jobstatus.cli.output import record_json, rfc3339, write_json
+from jobstatus.cli.output import progress_text, record_json, rfc3339, write_json
 from jobstatus.errors import InvalidRequest
+from jobstatus.lifecycle import format_timestamp
 from jobstatus.record import JobRecord
 
 __all__ = ["register"]
@@ -49,7 +50,7 @@ def register(commands: Any) -> None:
     put.add_argument(
         "--force",
         action="store_true",
-        help="overwrite even a job that is already final (done, failed)",
+        help="overwrite even a job that is already final (done, failed, cancelled)",
     )
     put.set_defaults(run=_put)
 
@@ -61,20 +62,37 @@ def _get(args: argparse.Namespace, out: IO[str]) -> int:
     if args.json:
         write_json(record_json(record), out)
         return EXIT_OK
-    for name, value in _summary(record):
-        out.write(f"{name + ':':<10}{value}\n")
+    lines = _summary(record)
+    width = max(len("document"), *(len(name) for name, _ in lines)) + 2
+    for name, value in lines:
+        out.write(f"{name + ':':<{width}}{value}\n")
     out.write("document:\n")
     out.write(json.dumps(record.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return EXIT_OK
 
 
 def _summary(record: JobRecord) -> list[tuple[str, str]]:
-    """The lines above the document: what a person looks for first."""
-    return [
+    """The lines above the document: what a person looks for first; a time or the progress
+    only where the record has it."""
+    lines = [
         ("job_id", record.job_id),
         ("status", record.job_status),
         ("updated", rfc3339(record.updated_at) or "-"),
     ]
+    for name, moment in (
+        ("created", record.created_at),
+        ("started", record.started_at),
+        ("ended", record.ended_at),
+        ("expires", record.expires_at),
+        ("cancel requested", record.cancel_requested_at),
+    ):
+        if moment is not None:
+            lines.append((name, format_timestamp(moment)))
+    if record.progress is not None:
+        lines.append(("progress", progress_text(record.progress)))
+    if record.owner is not None:
+        lines.append(("owner", record.owner))
+    return lines
 
 
 def _put(args: argparse.Namespace, out: IO[str]) -> int:
