@@ -176,6 +176,12 @@ def test_purge_expired(tmp_path: Path) -> None:
             for n in range(6)
         )
         store.put(JobRecord(job_id="forever", job_status="done"))
+    code, out, _ = cli("purge", "--expired", "--dry-run", "--store", url)
+    assert (code, out) == (
+        0,
+        "would remove 0 jobs expired (dry run: nothing removed; expired jobs are hidden from "
+        "listings and not counted)\n",
+    )
     # expired: 2..5; of those failed: 3, 5
     assert cli("purge", "--expired", "--status", "failed", "--store", url)[1] == (
         "removed 2 jobs expired with status failed\n"

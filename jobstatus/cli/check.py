@@ -18,7 +18,8 @@ from jobstatus.migrate import store_exists
 from jobstatus.record import JobRecord
 from jobstatus.store import BaseStore, Store
 
-__all__ = ["register"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 #: Each step, as the JSON outcome names it, and as a failure says it: "cannot <phrase> <url>".
 STEPS = {

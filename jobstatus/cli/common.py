@@ -10,17 +10,8 @@ from jobstatus.errors import ConfigurationError, JobStatusError, redact
 from jobstatus.migrate import store_exists
 from jobstatus.store import Store
 
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "CommandError",
-    "missing_store",
-    "one_line",
-    "open_existing",
-    "open_url",
-    "store_url",
-]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

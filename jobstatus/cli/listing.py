@@ -17,7 +17,8 @@ from jobstatus.cli.options import (
 from jobstatus.cli.output import progress_text, record_json, short_time, table, write_json
 from jobstatus.record import JobRecord
 
-__all__ = ["jobs_table", "register"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 
 def register(commands: Any) -> None:

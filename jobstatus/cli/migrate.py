@@ -11,7 +11,8 @@ from jobstatus.cli.output import count, write_json
 from jobstatus.cli.progress import ProgressPrinter
 from jobstatus.migrate import DEFAULT_BATCH_SIZE, MigrationProgress, migrate
 
-__all__ = ["register", "summary"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 
 def register(commands: Any) -> None:

@@ -17,17 +17,8 @@ from jobstatus.errors import redact
 from jobstatus.record import check_job_id
 from jobstatus.schema import UUID_PATTERN
 
-__all__ = [
-    "IdRule",
-    "add_id_options",
-    "add_json_option",
-    "add_store_option",
-    "id_rule",
-    "int_at_least",
-    "parse_duration",
-    "port_number",
-    "split_states",
-]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.IGNORECASE)

@@ -10,15 +10,8 @@ from typing import IO, Any
 from jobstatus.lifecycle import Progress, format_timestamp
 from jobstatus.record import JobRecord
 
-__all__ = [
-    "count",
-    "progress_text",
-    "record_json",
-    "rfc3339",
-    "short_time",
-    "table",
-    "write_json",
-]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 
 def rfc3339(stamp: float | None) -> str | None:

@@ -9,7 +9,8 @@ from typing import Any, NoReturn
 from jobstatus.cli import check, listing, migrate, purge, records, serve
 from jobstatus.cli.common import EXIT_USAGE
 
-__all__ = ["build_parser", "subcommands"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 
 class _Parser(argparse.ArgumentParser):

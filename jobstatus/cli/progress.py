@@ -13,7 +13,8 @@ from typing import IO
 
 from jobstatus.migrate import MigrationProgress
 
-__all__ = ["LINE_WIDTH", "ProgressPrinter", "bar_line", "format_eta", "plain_line"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 #: The widest a progress line ever is.
 LINE_WIDTH = 80

@@ -13,7 +13,8 @@ from jobstatus.cli.options import add_json_option, add_store_option, parse_durat
 from jobstatus.cli.output import count, rfc3339, short_time, write_json
 from jobstatus.record import JobRecord
 
-__all__ = ["register"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 
 def register(commands: Any) -> None:
@@ -24,7 +25,8 @@ def register(commands: Any) -> None:
         description="Delete the jobs last updated more than DURATION ago (--older-than), the "
         "expired ones (--expired), or either (both options), optionally only those in some "
         "states, and print how many were removed. The store deletes them in one pass. With "
-        "--dry-run, list the jobs that would go and delete nothing.",
+        "--dry-run, list the jobs that would go and delete nothing (expired jobs are hidden "
+        "from every read, listings included, so a dry run does not show them).",
     )
     add_store_option(purge)
     purge.add_argument(
@@ -92,16 +94,20 @@ def _purge(args: argparse.Namespace, out: IO[str]) -> int:
         return EXIT_OK
     if doomed:
         jobs_table(doomed, out)
-    out.write(f"would remove {count(len(doomed), 'job')} {which} (dry run: nothing removed)\n")
+    # Stores hide expired records from every read, listings included: a dry run cannot see them.
+    unseen = "; expired jobs are hidden from listings and not counted" if args.expired else ""
+    out.write(
+        f"would remove {count(len(doomed), 'job')} {which} (dry run: nothing removed{unseen})\n"
+    )
     return EXIT_OK
 
 
 def _doomed(record: JobRecord, cutoff: float | None, expired: bool, now: float) -> bool:
-    """What ``store.purge`` deletes, status aside: older than the cutoff, or expired."""
+    """What ``store.purge`` deletes, status aside: older than the cutoff, or expired (a
+    listing skips expired records; one that expires while listed counts)."""
     if cutoff is not None and record.updated_at is not None and record.updated_at < cutoff:
         return True
-    expires_at = getattr(record, "expires_at", None)
-    return expired and expires_at is not None and expires_at.timestamp() <= now
+    return expired and record.is_expired(now)
 
 
 def _which(cutoff: float | None, expired: bool, statuses: list[str] | None) -> str:

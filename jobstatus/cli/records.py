@@ -19,7 +19,8 @@ from jobstatus.errors import InvalidRequest
 from jobstatus.lifecycle import format_timestamp
 from jobstatus.record import JobRecord
 
-__all__ = ["register"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 
 def register(commands: Any) -> None:

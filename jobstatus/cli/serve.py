@@ -16,7 +16,8 @@ from jobstatus.cli.options import (
     port_number,
 )
 
-__all__ = ["register"]
+# Internal to the command line: no public names (the command line is the interface).
+__all__: list[str] = []
 
 
 def register(commands: Any) -> None:
