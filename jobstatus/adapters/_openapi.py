@@ -2,7 +2,7 @@
 
 Each operation has a stable ``operationId``, a tag, a summary and a description a client
 generator can use, and documents exactly the answers the route can give. The example bodies are
-real answers: a twin of the service (same options, a read-only store holding the example job)
+real answers: a twin of the service (same options, an in-memory store holding the example job)
 answers each case, so the documented bodies follow every rule of the service -- upstream-wire
 mode included -- without a rule written twice.
 """
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from jobstatus.errors import JobNotFound, StorageError
 from jobstatus.record import JobRecord
 from jobstatus.schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
-from jobstatus.service import JOB_STATUS_PATH, JOBS_STATUS_PATH, StatusService
+from jobstatus.service import JOB_CANCEL_PATH, JOB_STATUS_PATH, JOBS_STATUS_PATH, StatusService
 from jobstatus.store import BaseStore
 
 __all__ = ["EXAMPLE_JOB_ID", "TAG", "Operation", "operation", "request_body", "responses"]
@@ -28,6 +29,7 @@ TAG = "job status"
 _KEY = "example-key"
 _DESCRIPTIONS = {
     200: "The envelope",
+    202: "A running job was asked to stop; the envelope holds its record",
     400: "Invalid payload",
     401: "Missing or wrong x-api-key",
     404: "Job not found",
@@ -52,6 +54,14 @@ _OPERATIONS = {
         "`response.job_status` is `done` or `failed`. The `x-api-key` header is checked first, "
         "then the body, then the store. Reading a status writes nothing.",
     ),
+    JOB_CANCEL_PATH: Operation(
+        "cancelJob",
+        "Ask a job to stop",
+        "A queued job is cancelled at once and a final one is left as it is (200 with the "
+        "record); a running job gets `cancel_requested_at` and ends as `cancelled` when its "
+        "worker next looks (202). The envelope's `response` is the record as stored after the "
+        "call. Mounted only when the service allows cancel.",
+    ),
     JOBS_STATUS_PATH: Operation(
         "listJobStatuses",
         "Recent jobs' states",
@@ -69,14 +79,14 @@ def operation(path: str) -> Operation:
 
 def request_body(service: StatusService, path: str) -> dict[str, Any]:
     """The ``requestBody`` object of ``path``: its JSON schema and an example."""
-    if path == JOB_STATUS_PATH:
+    if path in (JOB_STATUS_PATH, JOB_CANCEL_PATH):
         job_id = {"type": "string", "pattern": f"^(?:{service.job_id_pattern})$"}
         schema = {**JOB_STATUS_SCHEMA, "properties": {"job_id": job_id, "id": {}}}
         example: dict[str, Any] = {"job_id": EXAMPLE_JOB_ID, "id": "request-7"}
     else:
         schema, example = JOBS_STATUS_SCHEMA, {"since_seconds": 600}
     media = {"schema": schema, "example": example}
-    return {"required": path == JOB_STATUS_PATH, "content": {"application/json": media}}
+    return {"required": path != JOBS_STATUS_PATH, "content": {"application/json": media}}
 
 
 def responses(service: StatusService, path: str) -> dict[int | str, dict[str, Any]]:
@@ -96,7 +106,7 @@ def responses(service: StatusService, path: str) -> dict[int | str, dict[str, An
 
 
 class _ExampleStore(BaseStore):
-    """A read-only store holding ``records``, or failing every read when ``failing``."""
+    """An in-memory store holding ``records``, or failing every call when ``failing``."""
 
     def __init__(self, records: Iterable[JobRecord] = (), *, failing: bool = False) -> None:
         self._records = {record.job_id: record for record in records}
@@ -116,10 +126,17 @@ class _ExampleStore(BaseStore):
             raise StorageError("connection refused")
         return iter(self._records.values())
 
-    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("the OpenAPI examples' store is read-only")
+    def put(self, record: JobRecord, **conditions: Any) -> JobRecord:
+        """Keep ``record`` (the cancel example's one write), with a version of its own."""
+        self.get(record.job_id)
+        stored = replace(record, version=f"example-{len(self._records)}")
+        self._records[record.job_id] = stored
+        return stored
 
-    put = restore = delete = purge = _read_only
+    def _unused(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("the OpenAPI examples never restore, delete or purge")
+
+    restore = delete = purge = _unused
 
 
 def _answers(service: StatusService, path: str) -> Iterator[tuple[int, Any]]:
@@ -131,6 +148,7 @@ def _answers(service: StatusService, path: str) -> Iterator[tuple[int, Any]]:
             queue_id=service.queue_id,
             job_id_pattern=service.job_id_pattern,
             upstream_wire=service.upstream_wire,
+            allow_cancel=path == JOB_CANCEL_PATH,
         )
 
     def ask(store: _ExampleStore, body: dict[str, Any], key: str | None = _KEY) -> Any:
@@ -144,9 +162,12 @@ def _answers(service: StatusService, path: str) -> Iterator[tuple[int, Any]]:
         response={"code": 200, "response": "…"},
     )
     store = _ExampleStore([example])
-    one_job = path == JOB_STATUS_PATH
+    one_job = path != JOBS_STATUS_PATH
     good = {"job_id": EXAMPLE_JOB_ID, "id": "request-7"} if one_job else {"since_seconds": 600}
     yield 200, ask(store, good)
+    if path == JOB_CANCEL_PATH:
+        running = replace(example, job_status="running", response=None)
+        yield 202, ask(_ExampleStore([running]), good)
     yield 400, ask(store, {} if one_job else {"since_seconds": -1})
     yield 401, ask(store, good, key=None)
     if one_job:
