@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ConfigurationError",
     "Conflict",
+    "Forbidden",
     "JobCancelled",
     "InvalidRequest",
     "JobNotFound",
@@ -67,6 +68,19 @@ class Unauthorized(JobStatusError):
 
     def body(self) -> dict[str, Any]:
         return {"message": "Unauthorized"}
+
+
+class Forbidden(JobStatusError):
+    """403: the key is good but lacks the scope the route needs (checked before the store)."""
+
+    status = 403
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"the key lacks the {scope!r} scope")
+        self.scope = scope
+
+    def body(self) -> dict[str, Any]:
+        return {"message": "Forbidden"}
 
 
 class JobNotFound(JobStatusError, KeyError):
