@@ -152,6 +152,43 @@ def test_get_and_list_show_times_and_progress(tmp_path: Path) -> None:
     assert second.split()[3:] == ["-", "-"]
 
 
+def test_cancel(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}"
+    queued, running, done = OTHER, JOB, "5f7d2a10-8c1b-4f6e-a3d9-1e2b3c4d5e6f"
+    with open_store(url) as store:
+        store.put(JobRecord(job_id=queued, job_status="queued"))
+        store.put(JobRecord(job_id=running, job_status="running"))
+        store.put(JobRecord(job_id=done, job_status="done", response={"result": 42}))
+    assert cli("cancel", queued, "--store", url) == (0, f"cancelled {queued}\n", "")
+    assert cli("cancel", running, "--store", url) == (
+        0,
+        f"cancel requested for {running}: it is running, and its run records cancelled when "
+        "it stops\n",
+        "",
+    )
+    assert cli("cancel", done, "--store", url) == (
+        0,
+        f"{done} was already done: left as it is\n",
+        "",
+    )
+    with open_store(url) as store:
+        assert store.get(queued).job_status == "cancelled"
+        assert store.get(running).cancel_requested_at is not None
+        assert store.get(done).to_dict()["response"] == {"result": 42}
+    code, out, _ = cli("cancel", queued, "--json", "--store", url)
+    assert (code, json.loads(out)["job_status"]) == (0, "cancelled")
+    assert cli("cancel", "5f7d2a10-0000-4f6e-a3d9-1e2b3c4d5e6f", "--store", url)[0] == 1
+    code, _, err = cli("cancel", "abc", "--store", url)
+    assert (code, "job_id 'abc' is not a UUID" in err) == (2, True)
+    missing = f"file://{tmp_path / 'nothing'}"
+    assert cli("cancel", queued, "--store", missing) == (
+        1,
+        "",
+        f"jobstatus: store does not exist: {missing}\n",
+    )
+    assert not (tmp_path / "nothing").exists()
+
+
 def test_version() -> None:
     from importlib.metadata import version
 
@@ -193,7 +230,7 @@ def test_a_password_in_the_store_url_is_never_printed() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("serve", "get", "put", "list", "purge", "check"):
+    for command in ("serve", "get", "put", "cancel", "list", "purge", "check"):
         result = run(command, "--help")
         assert result.returncode == 0
         assert "--store URL" in result.stdout
@@ -508,7 +545,7 @@ def test_redact_masks_secrets_and_only_secrets(text: str, shown: str) -> None:
         (("list", "--limit", "many"), "--limit"),
         (("migrate", "a", "b", "--batch-size", "0"), "--batch-size"),
         (("migrate", "a", "b", "--batch-size", "-500"), "--batch-size"),
-        (("serve", "--port", "0"), "--port"),
+        (("serve", "--port", "-1"), "--port"),
         (("serve", "--port", "70000"), "--port"),
         (("serve", "--workers", "0"), "--workers"),
         (("serve", "--workers", "-1"), "--workers"),

@@ -53,7 +53,7 @@ def int_at_least(lowest: int, highest: int | None = None) -> Callable[[str], int
     return parse
 
 
-port_number = int_at_least(1, 65535)
+port_number = int_at_least(0, 65535)  # 0: any free port, as for gunicorn
 
 
 def split_states(values: str | None) -> list[str] | None:

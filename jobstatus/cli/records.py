@@ -1,4 +1,4 @@
-"""``get`` and ``put``: one job's record, read or written from a shell."""
+"""``get``, ``put`` and ``cancel``: one job's record, read, written or cancelled from a shell."""
 
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ from jobstatus.cli.options import (
 from jobstatus.cli.output import progress_text, record_json, rfc3339, write_json
 from jobstatus.errors import InvalidRequest
 from jobstatus.lifecycle import format_timestamp
-from jobstatus.record import JobRecord
+from jobstatus.record import JobRecord, JobState
+from jobstatus.tracker import JobTracker
 
 # Internal to the command line: no public names (the command line is the interface).
 __all__: list[str] = []
 
 
 def register(commands: Any) -> None:
-    """Add ``get`` and ``put`` to the subcommands."""
+    """Add ``get``, ``put`` and ``cancel`` to the subcommands."""
     get = commands.add_parser(
         "get",
         help="print one job's record",
@@ -54,6 +55,20 @@ def register(commands: Any) -> None:
         help="overwrite even a job that is already final (done, failed, cancelled)",
     )
     put.set_defaults(run=_put)
+
+    cancel = commands.add_parser(
+        "cancel",
+        help="ask a job to stop",
+        description="Ask JOB_ID to stop, as the cancel route does: a queued or submitted job "
+        "becomes cancelled at once; a running job is marked (cancel_requested_at) and its run "
+        "records cancelled when it stops; a final job is left as it is. Prints what happened; "
+        "with --json, the record as stored after the call.",
+    )
+    add_store_option(cancel)
+    add_id_options(cancel)
+    add_json_option(cancel, "the record after the call")
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    cancel.set_defaults(run=_cancel)
 
 
 def _get(args: argparse.Namespace, out: IO[str]) -> int:
@@ -113,4 +128,25 @@ def _put(args: argparse.Namespace, out: IO[str]) -> int:
     kept = stored.to_dict() != record.to_dict()
     note = " (kept: the job was already final)" if kept else ""
     out.write(f"stored {stored.job_id}: {stored.job_status}{note}\n")
+    return EXIT_OK
+
+
+def _cancel(args: argparse.Namespace, out: IO[str]) -> int:
+    job_id = id_rule(args).check(args.job_id)
+    with open_existing(store_url(args)) as store:
+        before = store.get(job_id)
+        after = JobTracker(store).cancel(job_id)
+    if args.json:
+        write_json(record_json(after), out)
+    elif before.is_final:
+        out.write(f"{job_id} was already {before.job_status}: left as it is\n")
+    elif after.job_status == JobState.CANCELLED:
+        out.write(f"cancelled {job_id}\n")
+    elif after.cancel_requested_at is not None:
+        out.write(
+            f"cancel requested for {job_id}: it is {after.job_status}, and its run records "
+            "cancelled when it stops\n"
+        )
+    else:  # another writer ended it meanwhile
+        out.write(f"{job_id} is {after.job_status}: left as it is\n")
     return EXIT_OK
