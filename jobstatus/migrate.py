@@ -145,7 +145,8 @@ def migrate(
             report(state)
     except JobStatusError as exc:
         raise StorageError(
-            f"{exc} (migrate stopped after copying {state.copied} records; run it again to finish)"
+            f"{exc} (migrate stopped after copying {state.copied:,} "
+            f"{'record' if state.copied == 1 else 'records'}; run it again to finish)"
         ) from exc
     state.total = state.seen
     state.phase = "done"

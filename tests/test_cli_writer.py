@@ -614,6 +614,18 @@ def test_progress_lines_never_exceed_their_width(width: int) -> None:
                 assert line.strip()
 
 
+def test_progress_counts_agree_in_number() -> None:
+    assert plain_line(_at_rate(1, None, 1.0, "count")) == "counting the source: 1 record"
+    assert plain_line(_at_rate(2_000, None, 1.0, "index")) == (
+        "reading the destination: 2,000 records"
+    )
+    src = open_store("memory://")
+    src.restore(JobRecord(job_id=f"job-{n}", job_status="done") for n in range(3))
+    failing = FailingAfter(open_store("memory://"), 1)
+    with pytest.raises(StorageError, match="after copying 1 record; run it again"):
+        migrate(src, failing, batch_size=1)  # type: ignore[arg-type]
+
+
 def test_progress_lines_drop_the_least_useful_parts_first() -> None:
     state = _at_rate(123_456_789, 987_654_321, 123_456.0)
     plain = plain_line(state)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import IO
 
+from jobstatus.cli.output import count
 from jobstatus.migrate import MigrationProgress
 
 # Internal to the command line: no public names (the command line is the interface).
@@ -54,9 +55,11 @@ def plain_line(state: MigrationProgress, width: int = LINE_WIDTH) -> str:
     """``migrate: 2,000/10,000 (20%), 2,000 copied, 0 unchanged, 1,000 records/s, ETA 0:08``
     within ``width``."""
     if state.phase == "count":
-        return _fit([(0, f"counting the source: {state.counted:,} records")], width, sep="")
+        return _fit([(0, f"counting the source: {count(state.counted, 'record')}")], width, sep="")
     if state.phase == "index":
-        return _fit([(0, f"reading the destination: {state.indexed:,} records")], width, sep="")
+        return _fit(
+            [(0, f"reading the destination: {count(state.indexed, 'record')}")], width, sep=""
+        )
     verb = "to copy" if state.dry_run else "copied"
     if state.total is None:
         position = f"{state.seen:,} read"
