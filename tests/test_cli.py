@@ -467,6 +467,17 @@ def test_check_names_the_step_that_failed(
     assert err == f"jobstatus: check failed: {says}\n"
 
 
+def test_check_says_what_the_store_did_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = SpyWithExists(open_store("memory://"), answers={"exists": True, "delete": False})
+    stand_in(monkeypatch, spy)
+    assert cli("check", "--store", "x://y") == (
+        1,
+        "",
+        "jobstatus: check failed: cannot delete from x://y: the probe record was gone before "
+        "it was deleted\n",
+    )
+
+
 def test_check_without_exists_connects_with_a_listing(monkeypatch: pytest.MonkeyPatch) -> None:
     spy = Spy(open_store("memory://"), fail={"list": StorageError("connection refused")})
     stand_in(monkeypatch, spy)

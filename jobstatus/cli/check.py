@@ -10,7 +10,14 @@ import uuid
 from contextlib import suppress
 from typing import IO, Any
 
-from jobstatus.cli.common import EXIT_FAILED, EXIT_OK, one_line, open_url, store_url
+from jobstatus.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CommandError,
+    one_line,
+    open_url,
+    store_url,
+)
 from jobstatus.cli.options import add_json_option, add_store_option
 from jobstatus.cli.output import write_json
 from jobstatus.errors import JobNotFound, redact
@@ -30,10 +37,6 @@ STEPS = {
     "read back": "read back from",
     "delete": "delete from",
 }
-
-
-class _CheckError(Exception):
-    pass
 
 
 def register(commands: Any) -> None:
@@ -104,23 +107,27 @@ def _probe_round_trip(store: Store, steps: list[str]) -> None:
     steps.append("read")
     with suppress(JobNotFound):
         store.get(probe.job_id)
-        raise _CheckError("a job with the probe's unique id is already there")
+        raise _failed("a job with the probe's unique id is already there")
     steps.append("write")
     try:
         store.put(probe)
         steps.append("read back")
         if store.get(probe.job_id).to_dict() != probe.to_dict():
-            raise _CheckError("the probe record read back differs from what was written")
+            raise _failed("the probe record read back differs from what was written")
         steps.append("delete")
         if not store.delete(probe.job_id):
-            raise _CheckError("the probe record was gone before it was deleted")
+            raise _failed("the probe record was gone before it was deleted")
         with suppress(JobNotFound):
             store.get(probe.job_id)
-            raise _CheckError("the probe record can still be read after its delete")
+            raise _failed("the probe record can still be read after its delete")
     finally:
         if steps[-1] != "delete":  # best effort: leave no probe behind; the first
             with suppress(Exception):  # failure is the one to report
                 store.delete(probe.job_id)
+
+
+def _failed(reason: str) -> CommandError:
+    return CommandError(EXIT_FAILED, reason)
 
 
 def _report(
