@@ -33,16 +33,10 @@ from jobstatus.store import Store
 from jobstatus.testing import StoreTests
 from jobstatus.testing.machine import BASE_TIME
 from jobstatus.testing.suite import UNSAFE_JOB_IDS, UPSTREAM_EXAMPLE
-from tests import s3_server
 from tests.s3_server import BUCKET, S3Endpoint
 
 pytestmark = pytest.mark.extras
 fsspec = pytest.importorskip("fsspec")
-
-# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
-strict_s3_endpoint = s3_server.strict_s3_endpoint
 
 from jobstatus.backends.objectstore import ObjectStore, parse_store_url  # noqa: E402
 
@@ -61,14 +55,8 @@ def _object_store(url: str, **options: Any) -> ObjectStore:
 
 
 @pytest.fixture
-def s3_url(s3_endpoint: S3Endpoint) -> str:
-    """A store URL under a prefix of its own: an empty store."""
-    return s3_endpoint.store_url()
-
-
-@pytest.fixture
-def s3_store(s3_url: str) -> Iterator[ObjectStore]:
-    with _object_store(s3_url) as store:
+def s3_store(s3_store_url: str) -> Iterator[ObjectStore]:
+    with _object_store(s3_store_url) as store:
         yield store
 
 
@@ -363,26 +351,47 @@ def test_purge_deletes_in_one_bulk_request(s3_endpoint: S3Endpoint, s3_store: Ob
 
 
 @pytest.mark.services
-def test_the_server_refuses_a_write_on_a_stale_etag(s3_url: str) -> None:
-    """The final-state check is atomic on S3: a write conditional on what was read loses
-    against a writer that came in between, and put() then keeps the final job."""
-    from jobstatus.backends.objectstore import _Conflict
-
-    with _object_store(s3_url) as mine, _object_store(s3_url) as theirs:
+def test_a_writer_between_the_read_and_the_write_makes_s3_refuse_it(
+    s3_endpoint: S3Endpoint, s3_store_url: str
+) -> None:
+    """The final-state check is atomic on S3: put() writes only if the object is still the one
+    it read (If-Match); another writer's done landing in between makes S3 refuse the write,
+    and put() reads again and keeps the final job."""
+    key = "/jobs/job-1.json"
+    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
         mine.put(_record(job_status="running"))
-        seen = mine._objects.read("job-1")
-        theirs.put(_record(job_status="done", response="finished"))
-        with pytest.raises(_Conflict):
-            mine._objects.write("job-1", b"{}", time.time(), if_match=seen.version)
-        with pytest.raises(_Conflict):  # a new job is created only if nobody did meanwhile
-            mine._objects.write("job-1", b"{}", time.time(), if_absent=True)
-        assert mine.put(_record(job_status="running")).job_status == "done"
+        s3_endpoint.before_next_write(
+            key, lambda: theirs.put(_record(job_status="done", response="finished"))
+        )
+        kept: list[JobRecord] = []
+        requests = s3_endpoint.conditions_during(
+            lambda: kept.append(mine.put(_record(job_status="running")))
+        )
+        shown = [(method, sorted(conditions)) for method, _, conditions in requests]
+        assert shown[:2] == [("GET", []), ("PUT", ["If-Match"])]  # mine: read, write if same
+        # theirs' requests came in between; S3 refused mine, which read again and kept done
+        assert shown[-1] == ("GET", [])
+        assert len([m for m, _ in shown if m == "PUT"]) == 2
+        assert (kept[0].job_status, kept[0].response) == ("done", "finished")
         assert theirs.get("job-1").response == "finished"
 
 
 @pytest.mark.services
-def test_two_stores_racing_never_undo_done(s3_url: str) -> None:
-    stores = [_object_store(s3_url) for _ in range(3)]
+def test_a_new_job_is_created_only_if_nobody_did_meanwhile(
+    s3_endpoint: S3Endpoint, s3_store_url: str
+) -> None:
+    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
+        s3_endpoint.before_next_write(
+            "/jobs/job-1.json", lambda: theirs.put(_record(job_status="done"))
+        )
+        requests = s3_endpoint.conditions_during(lambda: mine.put(_record(job_status="running")))
+        assert ("PUT", {"If-None-Match": "*"}) in [(m, c) for m, _, c in requests]
+        assert mine.get("job-1").job_status == "done"
+
+
+@pytest.mark.services
+def test_two_stores_racing_never_undo_done(s3_store_url: str) -> None:
+    stores = [_object_store(s3_store_url) for _ in range(3)]
     stores[0].put(_record(job_status="running"))
     errors: list[BaseException] = []
 
@@ -455,11 +464,11 @@ class _Peer:
 
 
 @pytest.mark.services
-def test_a_write_in_one_process_is_seen_at_once_by_another(s3_url: str) -> None:
+def test_a_write_in_one_process_is_seen_at_once_by_another(s3_store_url: str) -> None:
     since = time.time() - 60
-    peer = _Peer(s3_url)
+    peer = _Peer(s3_store_url)
     try:
-        with _object_store(s3_url) as store:
+        with _object_store(s3_store_url) as store:
             # warm both sides up, so that anything cached would be stale from here on
             assert peer.ask("get job-a") is None
             assert peer.ask(f"list {since}") == []
@@ -486,10 +495,10 @@ def test_a_write_in_one_process_is_seen_at_once_by_another(s3_url: str) -> None:
 
 
 @pytest.mark.services
-def test_a_reader_in_another_process_never_sees_a_torn_record(s3_url: str) -> None:
+def test_a_reader_in_another_process_never_sees_a_torn_record(s3_store_url: str) -> None:
     from jobstatus.testing.processes import rewrite_while_reading
 
-    report = rewrite_while_reading(s3_url, seconds=2.0, size=20_000)
+    report = rewrite_while_reading(s3_store_url, seconds=2.0, size=20_000)
     assert report.reads > 20
     assert report.versions_seen > 5  # the writer was rewriting all along
     assert report.failed == 0
@@ -714,7 +723,6 @@ def test_server_errors_and_throttling_are_storage_errors(
     endpoint, code = broken_endpoint
     url = f"s3://{BUCKET}/p?endpoint_url={endpoint}&key=AKIAEXAMPLE"
     with _object_store(url, secret=_TOLD_SECRET, **_NO_RETRIES) as store:
-        store.fs.retries = 1  # s3fs retries SlowDown with back-off, five times by default
         for action in (
             lambda: store.get("job-1"),
             lambda: store.put(_record("job-1", "done")),

@@ -23,15 +23,10 @@ from jobstatus import JobRecord, StorageError, open_store
 from jobstatus.cli import _ProgressPrinter, main
 from jobstatus.migrate import MigrationProgress, migrate
 from jobstatus.store import BaseStore, Store
-from tests import s3_server
 from tests.s3_server import S3Endpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86_400.0
-
-# The local S3 endpoint's fixtures (tests/s3_server.py), used without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
 
 
 def cli(*args: str) -> tuple[int, str, str]:

@@ -17,7 +17,6 @@ from typing import Any, NamedTuple
 import pytest
 
 from jobstatus import JobRecord, open_store
-from tests import s3_server
 from tests.conftest import service_unavailable
 from tests.s3_server import S3Endpoint
 
@@ -26,10 +25,6 @@ JOBS = 12  # races per test: a read-then-write window shows up in one of them
 EARLY_RUNNING_WRITES = 3  # the finisher writes "running" a few times before "done"
 SEEN_DONE = 3  # a runner moves on once its "running" was refused this many times
 MAX_WRITES = 2_000  # per job and runner: a store that never says "done" fails, not hangs
-
-# The local S3 endpoint's fixtures (tests/s3_server.py), used without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
 
 
 class Target(NamedTuple):

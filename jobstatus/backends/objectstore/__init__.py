@@ -1,0 +1,55 @@
+"""``s3://bucket/prefix``, ``gs://…``, ``az://…``, ``fsspec+PROTO://…``: one object per job.
+
+A record lives in ``<prefix>/jobs/<job_id>.json`` and holds exactly the bytes the filesystem
+backend writes (``record.to_json()``), so a data folder synced into a bucket is read as is, and
+the other way round.
+
+- ``updated_at`` travels with the object: S3 keeps it in the object's metadata
+  (``x-amz-meta-updated-at``), written by the same request as the body and read by the same
+  GET, so ``restore`` gives back exactly the stamp it was given. An object without it (synced
+  from a folder) is stamped with its ``LastModified``.
+- On S3 the store sends its own requests with the filesystem's client, past fsspec's caches:
+  ``get`` is one GET, a forced ``put`` one PUT, any other ``put`` one GET and one PUT
+  conditional on the ETag read (``If-Match``, or ``If-None-Match: *`` for a new job), retried
+  when another writer got there first. That keeps the final-state rule atomic across processes.
+- ``list`` and ``purge`` decide from the listing where they can. A ``put`` stamps the writer's
+  clock, which is within :data:`DEFAULT_CLOCK_SKEW` of the object's ``LastModified``; a
+  ``restore`` writes a one-part multipart upload, whose ETag ends in ``-1``, so that the
+  listing shows which objects carry a stamp unrelated to their ``LastModified``. Only objects
+  whose stamp the listing cannot place on one side of a bound are asked for it (HEAD); objects
+  outside the window are never downloaded.
+- Other fsspec filesystems take the generic path: the stamp is kept as custom metadata where
+  the filesystem has ``setxattrs``, as the modification time on the local filesystem, and the
+  final-state rule is a read-check-write under a lock of this process, since fsspec offers no
+  conditional write.
+
+The modules: ``_url`` (store URLs into a filesystem), ``_objects`` (what the store asks of a
+folder of objects), ``_s3`` and ``_fsspec`` (that, on S3 and on any other filesystem),
+``_store`` (the store protocol on top).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobstatus.backends.objectstore._objects import EXPIRY_METADATA_KEY, STAMP_METADATA_KEY
+from jobstatus.backends.objectstore._store import DEFAULT_CLOCK_SKEW, ObjectStore
+from jobstatus.backends.objectstore._url import NUMERIC_OPTIONS, open_filesystem, parse_store_url
+
+__all__ = [
+    "DEFAULT_CLOCK_SKEW",
+    "EXPIRY_METADATA_KEY",
+    "NUMERIC_OPTIONS",
+    "STAMP_METADATA_KEY",
+    "ObjectStore",
+    "open_object_store",
+    "parse_store_url",
+]
+
+
+def open_object_store(url: str, **options: Any) -> ObjectStore:
+    """Factory for ``s3://``, ``s3a://``, ``gs://``, ``gcs://``, ``az://``, ``abfs://``,
+    ``abfss://`` and ``fsspec+PROTO://``; keyword options are fsspec storage options and win
+    over the query string."""
+    fs, root = open_filesystem(url, options)
+    return ObjectStore(fs, root, close_fs=True)
