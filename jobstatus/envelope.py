@@ -26,7 +26,7 @@ ENVELOPE_KEYS = (
 
 def build_envelope(
     *,
-    endpoint: str,
+    endpoint: str | None,
     job_id: str | None,
     response: Any,
     code: int = 200,

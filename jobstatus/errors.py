@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConfigurationError",
+    "Conflict",
+    "JobCancelled",
     "InvalidRequest",
     "JobNotFound",
     "JobStatusError",
@@ -79,6 +81,29 @@ class JobNotFound(JobStatusError, KeyError):
 
     def body(self) -> dict[str, Any]:
         return {"error": "Job not found", "job_id": self.job_id}
+
+
+class Conflict(JobStatusError):
+    """409: a conditional write found the job changed (``put(..., expect_version=…)``)."""
+
+    status = 409
+
+    def __init__(self, job_id: str, reason: str = "the job was changed by another writer") -> None:
+        super().__init__(f"{reason}: {job_id!r}")
+        self.job_id = job_id
+        self.reason = reason
+
+    def body(self) -> dict[str, Any]:
+        return {"error": "Job changed", "job_id": self.job_id}
+
+
+class JobCancelled(Exception):
+    """Raised inside a tracked run (``run.check_cancelled()``) once a client asked the job to
+    stop; the run then records ``cancelled``."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} was cancelled")
+        self.job_id = job_id
 
 
 class QueueFull(JobStatusError):
