@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from jobstatus import (
+    ABSENT,
     ConfigurationError,
     InvalidRequest,
     JobRecord,
@@ -273,20 +274,32 @@ def _methods(requests: list[tuple[str, str]]) -> list[str]:
 
 
 @pytest.mark.services
-def test_get_is_one_get_and_a_final_put_one_put(
+def test_get_is_one_get_and_writes_are_conditional_on_what_was_read(
     s3_endpoint: S3Endpoint, s3_store: ObjectStore
 ) -> None:
     key = f"/{s3_store.root}/jobs/{JOB_ID}.json"
-    record = JobRecord.from_dict(UPSTREAM_EXAMPLE)
-    assert s3_endpoint.requests_during(lambda: s3_store.put(record)) == [("PUT", key)]
-    assert s3_endpoint.requests_during(lambda: s3_store.get(JOB_ID)) == [("GET", key)]
-    assert s3_endpoint.requests_during(
-        lambda: s3_store.put(_record(JOB_ID, "running"), force=True)
-    ) == [("PUT", key)]
-    # a non-final put reads first, to keep a final job final
-    assert _methods(
-        s3_endpoint.requests_during(lambda: s3_store.put(_record(JOB_ID, "running")))
-    ) == ["GET", "PUT"]
+
+    def requests(action: Callable[[], Any]) -> list[tuple[str, dict[str, str]]]:
+        sent = s3_endpoint.conditions_during(action)
+        assert {path for _, path, _ in sent} == {key}
+        return [(method, conditions) for method, _, conditions in sent]
+
+    # a new job: one conditional PUT with ABSENT, else a GET (nothing there) first
+    assert requests(lambda: s3_store.put(_record(JOB_ID), expect_version=ABSENT)) == [
+        ("PUT", {"If-None-Match": "*"})
+    ]
+    assert requests(lambda: s3_store.get(JOB_ID)) == [("GET", {})]
+    version = s3_store.get(JOB_ID).version
+    assert requests(lambda: s3_store.put(_record(JOB_ID, "running"))) == [
+        ("GET", {}),
+        ("PUT", {"If-Match": f'"{version}"'}),
+    ]
+    done = JobRecord.from_dict(UPSTREAM_EXAMPLE)
+    assert [m for m, _ in requests(lambda: s3_store.put(done))] == ["GET", "PUT"]
+    assert requests(lambda: s3_store.put(_record(JOB_ID, "running"))) == [("GET", {})]  # kept
+    assert requests(lambda: s3_store.put(_record(JOB_ID, "running"), force=True)) == [("PUT", {})]
+    s3_store.delete(JOB_ID)
+    assert requests(lambda: s3_store.put(done)) == [("GET", {}), ("PUT", {"If-None-Match": "*"})]
 
 
 @pytest.mark.services

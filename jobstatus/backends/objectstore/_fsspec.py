@@ -7,6 +7,8 @@
   time on the local filesystem, and in this process's table for the memory filesystem (which
   lives in this process too, and offers no public way to set a time). Elsewhere a ``put`` is
   stamped with the modification time the filesystem chose, and ``restore`` is refused.
+- Local files are written whole (a temporary file renamed over the old one); every other
+  filesystem writes an object whole by itself.
 - Writes are not conditional (fsspec has no such call): the store serialises a job's writes
   with a lock of this process and checks again under it.
 """
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Collection, Mapping
 from contextlib import suppress
@@ -37,13 +40,7 @@ from jobstatus.backends.objectstore._objects import (
     object_metadata,
 )
 from jobstatus.errors import StorageError
-
-
-def version_of(data: bytes) -> str:  # TODO(wave2): jobstatus.store.version_of once merged
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()[:16]
-
+from jobstatus.store import version_of
 
 __all__ = ["FsspecObjects"]
 
@@ -136,13 +133,14 @@ class FsspecObjects(Objects):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _pipe(self, job_id: str, data: bytes) -> None:
+    def _pipe(self, job_id: str, data: bytes, stamp: float, expiry: float | None) -> float | None:
+        """Write the object and keep its stamp; return the stamp as kept, or None where this
+        filesystem cannot keep one."""
         path = self._path(job_id)
-        try:
-            self.fs.pipe_file(path, data)
-        except FileNotFoundError:  # a local folder that does not exist yet
-            self.fs.makedirs(self.folder, exist_ok=True)
-            self.fs.pipe_file(path, data)
+        if _is_local(self.fs):  # written in place, a reader could see half a file: rename
+            return _replace_local_file(self.folder, path, data, stamp)
+        self.fs.pipe_file(path, data)
+        return _keep_stamp(self.fs, path, stamp, expiry)
 
     def write(
         self,
@@ -157,8 +155,7 @@ class FsspecObjects(Objects):
         """An unconditional write: the store holds this job's lock and has checked."""
 
         def write() -> Written:
-            self._pipe(job_id, data)
-            kept = _keep_stamp(self.fs, self._path(job_id), stamp, expiry)
+            kept = self._pipe(job_id, data, stamp, expiry)
             if kept is None:  # the filesystem stamps the file itself: read back what it chose
                 kept = self._stamp(job_id, self.fs.info(self._path(job_id)))
             return Written(kept, version_of(data))
@@ -169,9 +166,7 @@ class FsspecObjects(Objects):
         for item in items:
 
             def write(item: Item = item) -> None:
-                self._pipe(item.job_id, item.data)
-                path = self._path(item.job_id)
-                if _keep_stamp(self.fs, path, item.stamp, item.expiry) is None:
+                if self._pipe(item.job_id, item.data, item.stamp, item.expiry) is None:
                     raise StorageError(
                         f"{self.where}: this filesystem cannot keep a given updated_at "
                         "(no settable modification time, no setxattrs); restore needs one"
@@ -202,6 +197,32 @@ def _protocols(fs: Any) -> tuple[str, ...]:
 
 def _in_memory(fs: Any) -> bool:
     return "memory" in _protocols(fs)
+
+
+def _is_local(fs: Any) -> bool:
+    protocols = _protocols(fs)
+    return "file" in protocols or "local" in protocols
+
+
+def _replace_local_file(folder: str, path: str, data: bytes, stamp: float) -> float:
+    """Write a local file whole: a temporary file in the same folder, stamped, then renamed
+    over the old one, so a reader (in any process) sees the old or the new document."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    except FileNotFoundError:  # the first write in a folder that does not exist yet
+        os.makedirs(folder, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+        nanoseconds = round(stamp * 1e9)
+        os.utime(temporary, ns=(nanoseconds, nanoseconds))
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return os.stat(path).st_mtime_ns / 1e9
 
 
 class _MemoryStamps:
@@ -242,13 +263,9 @@ _MEMORY_STAMPS = _MemoryStamps()
 def _keep_stamp(fs: Any, path: str, stamp: float, expiry: float | None) -> float | None:
     """Keep ``stamp`` as the file's stamp; return it as the filesystem keeps it, or None when
     this filesystem has no way to keep it."""
-    protocols = _protocols(fs)
-    if "memory" in protocols:
+    if _in_memory(fs):
         _MEMORY_STAMPS.keep(path, fs.info(path), stamp)
         return stamp
-    if "file" in protocols or "local" in protocols:
-        os.utime(path, ns=(round(stamp * 1e9), round(stamp * 1e9)))
-        return os.stat(path).st_mtime_ns / 1e9
     setxattrs = getattr(fs, "setxattrs", None)
     if setxattrs is None:
         return None

@@ -1,4 +1,11 @@
-"""The object store: the store protocol on top of the object layer (S3 or any fsspec path)."""
+"""The object store: the store protocol on top of the object layer (S3 or any fsspec path).
+
+Every check of ``put`` (``expect_version``, final is final, an expired record counting as
+none) is made against the object as read, and the write is conditional on that object still
+being there unchanged: on S3 by the request itself (``If-Match`` / ``If-None-Match: *``), so it
+holds across processes; on other filesystems by a lock of this process around the read and the
+write, so it holds among this process's threads only.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +29,24 @@ from jobstatus.backends.objectstore._objects import (
     ObjectMissing,
     Objects,
     StoredObject,
+    Written,
 )
 from jobstatus.backends.objectstore._s3 import S3Objects, is_s3
 from jobstatus.backends.objectstore._url import BUCKET_PROTOCOLS, secret_values
 from jobstatus.errors import InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
-from jobstatus.store import BaseStore, keeps_stored, normalize_status
+from jobstatus.store import (
+    ABSENT,
+    BaseStore,
+    ExpectedVersion,
+    check_expected,
+    check_limit,
+    check_purge,
+    expiry_of,
+    keeps_stored,
+    normalize_status,
+    purges,
+)
 
 __all__ = ["DEFAULT_CLOCK_SKEW", "ObjectStore"]
 
@@ -112,7 +131,7 @@ class ObjectStore(BaseStore):
 
     def _record(self, job_id: str, obj: StoredObject) -> JobRecord:
         try:
-            return JobRecord.from_json(obj.data, updated_at=obj.stamp)
+            return JobRecord.from_json(obj.data, updated_at=obj.stamp, version=obj.version)
         except InvalidRequest as exc:
             raise StorageError(
                 f"jobs/{job_id}{SUFFIX} in {self.url} is not a job record: {exc}"
@@ -134,7 +153,10 @@ class ObjectStore(BaseStore):
             obj = self._objects.read(job_id)
         except ObjectMissing:
             raise JobNotFound(job_id) from None
-        return self._record(job_id, obj)
+        record = self._record(job_id, obj)
+        if record.is_expired(time.time()):
+            raise JobNotFound(job_id)
+        return record
 
     def list(
         self,
@@ -143,8 +165,7 @@ class ObjectStore(BaseStore):
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must not be negative, got {limit}")
+        check_limit(limit)  # here, not in the generator: raised at the call
         return self._list(since, normalize_status(status), limit)
 
     def _list(
@@ -160,12 +181,15 @@ class ObjectStore(BaseStore):
         batch = len(candidates) if limit is None else max(limit, _READ_BATCH)
         newest: _Heap = []  # a heap, newest on top
         yielded = 0
+        now = time.time()
         for start in range(0, len(candidates), max(batch, 1)):
             chunk = candidates[start : start + batch]
             objects = self._objects.read_many([e.job_id for e in chunk])
             order = {e.job_id: start + n for n, e in enumerate(chunk)}
             inside = {j: o for j, o in objects.items() if o.stamp >= floor}  # else moved since
             for record in self._records(inside, "list"):
+                if record.is_expired(now):
+                    continue
                 if statuses is None or record.job_status in statuses:
                     stamp = inside[record.job_id].stamp
                     heapq.heappush(newest, (-stamp, order[record.job_id], record))
@@ -193,31 +217,52 @@ class ObjectStore(BaseStore):
 
     # -- writing -----------------------------------------------------------------------------
 
-    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
+    def put(
+        self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
+    ) -> JobRecord:
+        """Write ``record`` if the checks of the protocol pass against the object as read, and
+        only if that object is still there unchanged when written (see the module).
+
+        On S3: a forced put without ``expect_version`` is one PUT; ``expect_version=ABSENT``
+        for a new job one PUT (``If-None-Match: *``); any other put one GET and one
+        conditional PUT, read and sent again when another writer came in between.
+        """
         check_job_id(record.job_id)
         data = record.to_json().encode("utf-8")
+        expiry = expiry_of(record)
         job_id = record.job_id
         with self._guard(job_id):
-            if force or record.is_final:  # nothing stored can keep it out: one PUT
-                written = self._objects.write(job_id, data, time.time(), None)
-                return dataclasses.replace(record, updated_at=written.stamp)
+            if force and expect_version is None:  # nothing stored can keep it out
+                return _stored(record, self._objects.write(job_id, data, time.time(), expiry))
+            if expect_version is ABSENT and self._objects.conditional:
+                try:  # a new job needs no read: S3 refuses the write if there is an object
+                    written = self._objects.write(job_id, data, time.time(), expiry, if_absent=True)
+                    return _stored(record, written)
+                except ObjectChanged:
+                    pass  # there is one: a Conflict, unless it has expired (read below)
             for _ in range(_WRITE_ATTEMPTS):
                 try:
-                    stored = self._objects.read(job_id)
+                    stored: StoredObject | None = self._objects.read(job_id)
                 except ObjectMissing:
-                    version, absent = None, True
-                else:
-                    kept = self._record(job_id, stored)
-                    if keeps_stored(kept.job_status, record.job_status, force=False):
-                        return kept
-                    version, absent = stored.version, False
+                    stored = None
+                live = None if stored is None else self._record(job_id, stored)
+                if live is not None and live.is_expired(time.time()):
+                    live = None  # an expired record is replaced as if there were none
+                check_expected(job_id, None if live is None else live.version, expect_version)
+                if live is not None and keeps_stored(live.job_status, force=force):
+                    return live
                 try:
                     written = self._objects.write(
-                        job_id, data, time.time(), None, if_match=version, if_absent=absent
+                        job_id,
+                        data,
+                        time.time(),
+                        expiry,
+                        if_match=None if stored is None else stored.version,
+                        if_absent=stored is None,
                     )
                 except (ObjectChanged, ObjectMissing):
                     continue  # another writer (or a delete) came between the read and the write
-                return dataclasses.replace(record, updated_at=written.stamp)
+                return _stored(record, written)
         raise StorageError(
             f"cannot write jobs/{job_id}{SUFFIX} in {self.url}: it changed "
             f"under {_WRITE_ATTEMPTS} attempts in a row (too many writers)"
@@ -229,7 +274,8 @@ class ObjectStore(BaseStore):
         for record in records:
             check_job_id(record.job_id)
             stamp = time.time() if record.updated_at is None else float(record.updated_at)
-            chunk.append(Item(record.job_id, record.to_json().encode("utf-8"), stamp, None))
+            data = record.to_json().encode("utf-8")
+            chunk.append(Item(record.job_id, data, stamp, expiry_of(record)))
             if len(chunk) >= _RESTORE_CHUNK:
                 count += self._restore(chunk)
                 chunk = []
@@ -251,18 +297,56 @@ class ObjectStore(BaseStore):
         with self._guard(job_id):
             return self._objects.delete(job_id)
 
-    def purge(self, *, older_than: float, status: str | Collection[str] | None = None) -> int:
-        """One listing, then one pass: objects the listing places before ``older_than`` are
-        deleted unread; only those near the cut are asked for their stamp (HEAD), and with a
-        ``status`` the documents of the objects old enough are read for it."""
+    def purge(
+        self,
+        *,
+        older_than: float | None = None,
+        status: str | Collection[str] | None = None,
+        expired: bool = False,
+    ) -> int:
+        """One listing, then one pass. Objects the listing places before ``older_than`` are
+        deleted unread; those near the cut are asked for their stamp (HEAD). Documents are read
+        only where they alone can tell: with a ``status`` (it is in the body), for the objects
+        that may be old enough (all of them with ``expired``); with ``expired`` and no
+        ``status``, every other object is asked for its expiry (HEAD, from its metadata) and
+        read only when written by something else than this store."""
+        check_purge(older_than, expired)
         statuses = normalize_status(status)
+        expired_before = time.time() if expired else None
+        cut = -math.inf if older_than is None else older_than
+
+        def doomed_record(record: JobRecord) -> bool:
+            stamp = cut if record.updated_at is None else record.updated_at
+            return purges(
+                stamp,
+                expiry_of(record),
+                record.job_status,
+                older_than=older_than,
+                statuses=statuses,
+                expired_before=expired_before,
+            )
+
         entries = self._objects.scan()
-        if statuses is None:
-            doomed = [e.job_id for e in self._placed(entries, older_than) if e.latest < older_than]
-        else:  # the status is in the body: read every object that may be old enough
-            maybe = [e.job_id for e in entries if e.earliest < older_than]
-            old = {j: o for j, o in self._objects.read_many(maybe).items() if o.stamp < older_than}
-            doomed = [r.job_id for r in self._records(old, "purge") if r.job_status in statuses]
+        doomed: _Ids = []
+        to_read: _Ids = []  # the objects whose document decides
+        if statuses is not None:
+            to_read = [e.job_id for e in entries if expired or e.earliest < cut]
+        else:
+            doomed = [e.job_id for e in entries if e.latest < cut]
+            # asked: those near the cut, and with `expired` every one not surely old
+            asked = [e.job_id for e in entries if e.latest >= cut and (expired or e.straddles(cut))]
+            for job_id, head in self._objects.heads(asked).items():
+                if head.stamp < cut or (
+                    head.expiry_known
+                    and head.expiry is not None
+                    and expired_before is not None
+                    and head.expiry <= expired_before
+                ):
+                    doomed.append(job_id)
+                elif expired and not head.expiry_known:
+                    to_read.append(job_id)
+        unread = self._objects.read_many(to_read)
+        doomed += [r.job_id for r in self._records(unread, "purge") if doomed_record(r)]
         return self._delete_all(doomed)
 
     def _delete_all(self, job_ids: _Ids) -> int:
@@ -273,3 +357,8 @@ class ObjectStore(BaseStore):
             with self._guard(job_id):
                 deleted += self._objects.delete(job_id)
         return deleted
+
+
+def _stored(record: JobRecord, written: Written) -> JobRecord:
+    """``record`` as written: with the stamp and the version the write gave it."""
+    return dataclasses.replace(record, updated_at=written.stamp, version=written.version)
