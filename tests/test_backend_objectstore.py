@@ -14,6 +14,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ import pytest
 from jobstatus import (
     ABSENT,
     ConfigurationError,
+    Conflict,
     InvalidRequest,
+    JobNotFound,
     JobRecord,
     StatusService,
     StorageError,
@@ -266,6 +269,51 @@ def test_restore_refuses_a_stamp_in_the_future(s3_store: ObjectStore) -> None:
     assert [r.job_id for r in s3_store.list(since=time.time() + 4)] == ["job-1"]
 
 
+# -- exists(), and reads create nothing ----------------------------------------------------------
+
+
+@pytest.mark.services
+def test_exists_is_the_bucket_and_reads_create_none(
+    s3_endpoint: S3Endpoint, s3_store: ObjectStore
+) -> None:
+    assert s3_store.exists() is True  # the bucket is there, the prefix empty
+    with _object_store(s3_endpoint.store_url(bucket="never-made")) as missing:
+
+        def read_all() -> None:
+            assert missing.exists() is False
+            with pytest.raises(StorageError, match="NoSuchBucket"):
+                missing.get("job-1")
+            with pytest.raises(StorageError, match="NoSuchBucket"):
+                list(missing.list())
+            with pytest.raises(StorageError, match="NoSuchBucket"):
+                missing.purge(older_than=time.time())
+
+        sent = s3_endpoint.requests_during(read_all)
+        assert {method for method, _ in sent} == {"GET", "HEAD"}
+        assert missing.exists() is False
+
+
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_a_fresh_store_creates_no_folder_until_it_writes(kind: str, tmp_path: Path) -> None:
+    url = (
+        f"fsspec+memory://jobstatus-tests/{uuid.uuid4().hex}"
+        if kind == "memory"
+        else f"fsspec+file://{tmp_path}/data"
+    )
+    with _object_store(url) as store:
+        with pytest.raises(JobNotFound):
+            store.get("job-1")
+        assert list(store.list()) == []
+        assert store.purge(older_than=time.time(), expired=True) == 0
+        assert store.delete("job-1") is False
+        assert store.exists() is False
+        assert not store.fs.exists(store.root)
+        store.put(_record())
+        assert store.exists() is True
+        assert store.fs.ls(f"{store.root}/jobs", detail=False) == [f"{store.root}/jobs/job-1.json"]
+        store.delete("job-1")
+
+
 # -- requests: what reaches the server -----------------------------------------------------------
 
 
@@ -425,6 +473,108 @@ def test_two_stores_racing_never_undo_done(s3_store_url: str) -> None:
     assert all(s.get("job-1").job_status == "done" for s in stores)
     for store in stores:
         store.close()
+
+
+# -- versions, conflicts and expiry on S3 --------------------------------------------------------
+
+
+@pytest.mark.services
+def test_a_write_between_the_read_and_a_versioned_put_is_a_conflict(
+    s3_endpoint: S3Endpoint, s3_store_url: str
+) -> None:
+    """expect_version holds across processes: the version is compared with the object read,
+    and the write is conditional on that object, so a writer coming in between wins."""
+    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
+        seen = mine.put(_record(job_status="running"))
+        s3_endpoint.before_next_write(
+            "/jobs/job-1.json", lambda: theirs.put(_record(job_status="running", response="x"))
+        )
+        with pytest.raises(Conflict):
+            mine.put(_record(job_status="running", response="mine"), expect_version=seen.version)
+        assert mine.get("job-1").response == "x"
+
+
+@pytest.mark.services
+def test_absent_loses_to_a_job_created_in_between(
+    s3_endpoint: S3Endpoint, s3_store_url: str
+) -> None:
+    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
+        s3_endpoint.before_next_write(
+            "/jobs/job-1.json", lambda: theirs.put(_record(response="theirs"), force=True)
+        )
+        with pytest.raises(Conflict):
+            mine.put(_record(response="mine"), expect_version=ABSENT)
+        assert mine.get("job-1").response == "theirs"
+
+
+@pytest.mark.services
+def test_the_version_is_the_etag_and_survives_a_restore(s3_store: ObjectStore) -> None:
+    stored = s3_store.put(_record())
+    key = f"{s3_store.root.partition('/')[2]}/jobs/job-1.json"
+    head = s3_store.fs.call_s3("head_object", Bucket=BUCKET, Key=key)
+    assert head["ETag"] == f'"{stored.version}"'
+    s3_store.restore([s3_store.get("job-1")])
+    restored = s3_store.get("job-1")
+    assert restored.version != stored.version  # a multipart ETag: marks the restore
+    assert s3_store.put(_record("job-1", "done"), expect_version=restored.version).is_final
+
+
+@pytest.mark.services
+def test_purge_of_expired_records_asks_metadata_and_reads_only_foreign_objects(
+    s3_endpoint: S3Endpoint, s3_store: ObjectStore
+) -> None:
+    """The expiry is written in each object's metadata with its stamp; a purge of expired
+    records asks each object for it (HEAD) and downloads only objects written by others."""
+    past, future = datetime(2020, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)
+    future = future.replace(year=future.year + 1)
+    s3_store.put(_record("expired", "done", expires_at=past))
+    s3_store.put(_record("later", "done", expires_at=future))
+    s3_store.put(_record("forever", "running"))
+    foreign = _record("synced", "done", expires_at=past).to_json().encode()
+    s3_store.fs.pipe_file(f"{s3_store.root}/jobs/synced.json", foreign)  # no metadata of ours
+    key = f"{s3_store.root.partition('/')[2]}/jobs/expired.json"
+    head = s3_store.fs.call_s3("head_object", Bucket=BUCKET, Key=key)
+    assert float(head["Metadata"]["expires-at"]) == past.timestamp()
+
+    sent = s3_endpoint.requests_during(lambda: s3_store.purge(expired=True))
+    names = sorted((m, p.rsplit("/", 1)[-1]) for m, p in sent if "/jobs/" in p)
+    assert names == [
+        ("GET", "synced.json"),
+        ("HEAD", "expired.json"),
+        ("HEAD", "forever.json"),
+        ("HEAD", "later.json"),
+        ("HEAD", "synced.json"),
+    ]
+    # and besides: the listing, one bulk delete
+    assert [m for m, p in sent if "/jobs/" not in p] == ["GET", "POST"]
+    assert sorted(r.job_id for r in s3_store.list()) == ["forever", "later"]
+    assert s3_store.delete("synced") is False
+
+
+def test_a_file_written_past_the_memory_store_has_its_own_stamp() -> None:
+    """The memory filesystem has no settable time: the store keeps its stamps in a table of
+    this process, valid only for the very file it wrote."""
+    with _object_store(f"fsspec+memory://jobstatus-tests/{uuid.uuid4().hex}") as store:
+        restored = 1_600_000_000.25
+        store.restore([_record(updated_at=restored)])
+        assert store.get("job-1").updated_at == restored
+        store.fs.pipe_file(
+            f"{store.root}/jobs/job-1.json", _record(job_status="done").to_json().encode()
+        )
+        got = store.get("job-1")
+        assert got.job_status == "done"
+        created = store.fs.info(f"{store.root}/jobs/job-1.json")["created"]
+        assert got.updated_at == created.timestamp()
+        assert got.updated_at != restored
+        store.delete("job-1")
+
+
+def test_local_files_are_replaced_whole(tmp_path: Path) -> None:
+    with _object_store(f"fsspec+file://{tmp_path}") as store:
+        for n in range(3):
+            store.put(_record(response={"n": n}))
+        assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["job-1.json"]
+        assert FileSystemStore(tmp_path).get("job-1").response == {"n": 2}
 
 
 # -- two processes -------------------------------------------------------------------------------

@@ -9,19 +9,25 @@ the other way round.
   GET, so ``restore`` gives back exactly the stamp it was given. An object without it (synced
   from a folder) is stamped with its ``LastModified``.
 - On S3 the store sends its own requests with the filesystem's client, past fsspec's caches:
-  ``get`` is one GET, a forced ``put`` one PUT, any other ``put`` one GET and one PUT
-  conditional on the ETag read (``If-Match``, or ``If-None-Match: *`` for a new job), retried
-  when another writer got there first. That keeps the final-state rule atomic across processes.
+  ``get`` is one GET; a ``put`` reads the object (GET), checks ``expect_version`` and the
+  final-state rule against it, and writes with one PUT conditional on the ETag read
+  (``If-Match``, or ``If-None-Match: *`` where there was none), read and checked again when
+  another writer got there first. That makes the checks atomic across processes. A record's
+  ``version`` is its object's ETag.
 - ``list`` and ``purge`` decide from the listing where they can. A ``put`` stamps the writer's
   clock, which is within :data:`DEFAULT_CLOCK_SKEW` of the object's ``LastModified``; a
   ``restore`` writes a one-part multipart upload, whose ETag ends in ``-1``, so that the
   listing shows which objects carry a stamp unrelated to their ``LastModified``. Only objects
   whose stamp the listing cannot place on one side of a bound are asked for it (HEAD); objects
-  outside the window are never downloaded.
-- Other fsspec filesystems take the generic path: the stamp is kept as custom metadata where
-  the filesystem has ``setxattrs``, as the modification time on the local filesystem, and the
-  final-state rule is a read-check-write under a lock of this process, since fsspec offers no
-  conditional write.
+  outside the window are never downloaded. ``expires_at`` is kept in the metadata too
+  (:data:`EXPIRY_METADATA_KEY`), so purging expired records asks (HEAD) rather than downloads.
+- Other fsspec filesystems take the generic path: the version is a hash of the bytes, the stamp
+  is kept as custom metadata where the filesystem has ``setxattrs``, as the modification time on
+  the local filesystem, and the checks of ``put`` are a read-check-write under a lock of this
+  process, since fsspec offers no conditional write: atomic among this process's threads only.
+- An expired record reads as absent (``get``, ``list``) and is replaced by a ``put`` as if there
+  were none; reads never create a bucket or a folder; :meth:`ObjectStore.exists` tells whether
+  the bucket (or the root folder) is there.
 
 The modules: ``_url`` (store URLs into a filesystem), ``_objects`` (what the store asks of a
 folder of objects), ``_s3`` and ``_fsspec`` (that, on S3 and on any other filesystem),

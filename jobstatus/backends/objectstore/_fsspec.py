@@ -39,6 +39,7 @@ from jobstatus.backends.objectstore._objects import (
     metadata_head,
     object_metadata,
 )
+from jobstatus.backends.objectstore._url import BUCKET_PROTOCOLS
 from jobstatus.errors import StorageError
 from jobstatus.store import version_of
 
@@ -50,14 +51,13 @@ _MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "modified", 
 
 
 class FsspecObjects(Objects):
-    """The job objects of ``folder`` on any fsspec filesystem; ``container`` is what
-    :meth:`exists` looks for (the bucket on bucket filesystems, else the store's root)."""
+    """The job objects of ``<root>/jobs`` on any fsspec filesystem."""
 
-    def __init__(
-        self, fs: Any, folder: str, where: str, secrets: Collection[str], container: str
-    ) -> None:
-        super().__init__(fs, folder, where, secrets)
-        self.container = container
+    def __init__(self, fs: Any, root: str, where: str, secrets: Collection[str]) -> None:
+        super().__init__(fs, f"{root}/jobs", where, secrets)
+        # what exists() looks for: the bucket on bucket filesystems, else the root folder
+        bucket_protocol = not BUCKET_PROTOCOLS.isdisjoint(_protocols(fs))
+        self.container = root.strip("/").partition("/")[0] if bucket_protocol else root
 
     def _path(self, job_id: str) -> str:
         return f"{self.folder}/{job_id}{SUFFIX}"

@@ -32,7 +32,7 @@ from jobstatus.backends.objectstore._objects import (
     Written,
 )
 from jobstatus.backends.objectstore._s3 import S3Objects, is_s3
-from jobstatus.backends.objectstore._url import BUCKET_PROTOCOLS, secret_values
+from jobstatus.backends.objectstore._url import secret_values
 from jobstatus.errors import InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
 from jobstatus.store import (
@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CLOCK_SKEW = 60.0
 
 _LOCK_STRIPES = 64
+# Shared by every store of this process, striped by object path: two stores opened on one
+# folder serialise their writes of a job too.
+_LOCKS = [threading.Lock() for _ in range(_LOCK_STRIPES)]
 _WRITE_ATTEMPTS = 20  # conditional writes retried while other writers keep winning
 _READ_BATCH = 16  # objects read at a time by a listing with a limit
 _RESTORE_CHUNK = 100
@@ -67,20 +70,12 @@ _Items = list[Item]
 _Ids = list[str]
 
 
-def _container(fs: Any, root: str) -> str:
-    """What ``exists()`` looks for: the bucket on bucket filesystems, else the root folder."""
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
-    if BUCKET_PROTOCOLS.intersection(protocols):
-        return root.strip("/").partition("/")[0]
-    return root
-
-
 class ObjectStore(BaseStore):
     """Records as ``<root>/jobs/<job_id>.json`` on an fsspec filesystem; S3 takes the fast path.
 
     Args:
-        fs: an fsspec filesystem; an s3fs one gets single-request reads and writes and
-            conditional writes, any other the generic fsspec path.
+        fs: an fsspec filesystem; an s3fs one gets single-request reads, conditional writes
+            and stamps and expiry in object metadata, any other the generic fsspec path.
         root: the folder (``bucket/prefix`` on object stores) holding ``jobs/``.
         clock_skew: how far a writer's clock may be from the store's, in seconds.
         close_fs: close the filesystem's connections in :meth:`close` (``open_store`` makes
@@ -98,9 +93,7 @@ class ObjectStore(BaseStore):
         if is_s3(fs):
             self._objects: Objects = S3Objects(fs, folder, self.url, secrets, clock_skew)
         else:
-            container = _container(fs, self.root)
-            self._objects = FsspecObjects(fs, folder, self.url, secrets, container)
-        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+            self._objects = FsspecObjects(fs, self.root, self.url, secrets)
 
     def __repr__(self) -> str:
         return f"ObjectStore({self.url!r})"
@@ -126,7 +119,8 @@ class ObjectStore(BaseStore):
         if self._objects.conditional:
             yield
             return
-        with self._locks[zlib.crc32(job_id.encode("utf-8")) % _LOCK_STRIPES]:
+        path = f"{self.url}/jobs/{job_id}".encode()
+        with _LOCKS[zlib.crc32(path) % _LOCK_STRIPES]:
             yield
 
     def _record(self, job_id: str, obj: StoredObject) -> JobRecord:
