@@ -1,6 +1,7 @@
 """The errors of jobstatus. Each HTTP-facing one carries its status code and renders its body.
 
-The bodies are those of ``spec/job_status.md``; :meth:`JobStatusError.body` gives them.
+The bodies are the endpoint's documented answers (the docs' "The endpoint" page lists them);
+:meth:`JobStatusError.body` gives them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "QueueFull",
     "StorageError",
     "Unauthorized",
+    "missing_extra",
     "redact",
 ]
 
@@ -155,3 +157,12 @@ class ConfigurationError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
+
+
+def missing_extra(extra: str, cause: ImportError) -> ConfigurationError:
+    """The error for a backend, adapter or command whose optional dependency is not installed:
+    it names the missing module and the ``pip install "jobstatus[extra]"`` line."""
+    return ConfigurationError(
+        f"{cause.name or 'a dependency'} is not installed; "
+        f'install it with: pip install "jobstatus[{extra}]"'
+    )
