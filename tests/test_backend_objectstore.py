@@ -411,43 +411,51 @@ def test_purge_deletes_in_one_bulk_request(s3_endpoint: S3Endpoint, s3_store: Ob
 # -- the final-state rule: conditional writes ----------------------------------------------------
 
 
+@pytest.fixture
+def two_stores(s3_store_url: str) -> Iterator[tuple[ObjectStore, ObjectStore]]:
+    """Two stores on one prefix, as two processes have: ``mine`` and ``theirs``."""
+    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
+        yield mine, theirs
+
+
+def _meanwhile(s3_endpoint: S3Endpoint, write: Callable[[], Any]) -> None:
+    """Run ``write`` in the server when the next write of job-1 arrives, before serving it:
+    another writer coming between a store's read and its write."""
+    s3_endpoint.before_next_write("/jobs/job-1.json", write)
+
+
 @pytest.mark.services
 def test_a_writer_between_the_read_and_the_write_makes_s3_refuse_it(
-    s3_endpoint: S3Endpoint, s3_store_url: str
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
 ) -> None:
     """The final-state check is atomic on S3: put() writes only if the object is still the one
     it read (If-Match); another writer's done landing in between makes S3 refuse the write,
     and put() reads again and keeps the final job."""
-    key = "/jobs/job-1.json"
-    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
-        mine.put(_record(job_status="running"))
-        s3_endpoint.before_next_write(
-            key, lambda: theirs.put(_record(job_status="done", response="finished"))
-        )
-        kept: list[JobRecord] = []
-        requests = s3_endpoint.conditions_during(
-            lambda: kept.append(mine.put(_record(job_status="running")))
-        )
-        shown = [(method, sorted(conditions)) for method, _, conditions in requests]
-        assert shown[:2] == [("GET", []), ("PUT", ["If-Match"])]  # mine: read, write if same
-        # theirs' requests came in between; S3 refused mine, which read again and kept done
-        assert shown[-1] == ("GET", [])
-        assert len([m for m, _ in shown if m == "PUT"]) == 2
-        assert (kept[0].job_status, kept[0].response) == ("done", "finished")
-        assert theirs.get("job-1").response == "finished"
+    mine, theirs = two_stores
+    mine.put(_record(job_status="running"))
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(job_status="done", response="finished")))
+    kept: list[JobRecord] = []
+    requests = s3_endpoint.conditions_during(
+        lambda: kept.append(mine.put(_record(job_status="running")))
+    )
+    shown = [(method, sorted(conditions)) for method, _, conditions in requests]
+    assert shown[:2] == [("GET", []), ("PUT", ["If-Match"])]  # mine: read, write if same
+    # theirs' requests came in between; S3 refused mine, which read again and kept done
+    assert shown[-1] == ("GET", [])
+    assert len([m for m, _ in shown if m == "PUT"]) == 2
+    assert (kept[0].job_status, kept[0].response) == ("done", "finished")
+    assert theirs.get("job-1").response == "finished"
 
 
 @pytest.mark.services
 def test_a_new_job_is_created_only_if_nobody_did_meanwhile(
-    s3_endpoint: S3Endpoint, s3_store_url: str
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
 ) -> None:
-    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
-        s3_endpoint.before_next_write(
-            "/jobs/job-1.json", lambda: theirs.put(_record(job_status="done"))
-        )
-        requests = s3_endpoint.conditions_during(lambda: mine.put(_record(job_status="running")))
-        assert ("PUT", {"If-None-Match": "*"}) in [(m, c) for m, _, c in requests]
-        assert mine.get("job-1").job_status == "done"
+    mine, theirs = two_stores
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(job_status="done")))
+    requests = s3_endpoint.conditions_during(lambda: mine.put(_record(job_status="running")))
+    assert ("PUT", {"If-None-Match": "*"}) in [(m, c) for m, _, c in requests]
+    assert mine.get("job-1").job_status == "done"
 
 
 @pytest.mark.services
@@ -480,31 +488,27 @@ def test_two_stores_racing_never_undo_done(s3_store_url: str) -> None:
 
 @pytest.mark.services
 def test_a_write_between_the_read_and_a_versioned_put_is_a_conflict(
-    s3_endpoint: S3Endpoint, s3_store_url: str
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
 ) -> None:
     """expect_version holds across processes: the version is compared with the object read,
     and the write is conditional on that object, so a writer coming in between wins."""
-    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
-        seen = mine.put(_record(job_status="running"))
-        s3_endpoint.before_next_write(
-            "/jobs/job-1.json", lambda: theirs.put(_record(job_status="running", response="x"))
-        )
-        with pytest.raises(Conflict):
-            mine.put(_record(job_status="running", response="mine"), expect_version=seen.version)
-        assert mine.get("job-1").response == "x"
+    mine, theirs = two_stores
+    seen = mine.put(_record(job_status="running"))
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(job_status="running", response="x")))
+    with pytest.raises(Conflict):
+        mine.put(_record(job_status="running", response="mine"), expect_version=seen.version)
+    assert mine.get("job-1").response == "x"
 
 
 @pytest.mark.services
 def test_absent_loses_to_a_job_created_in_between(
-    s3_endpoint: S3Endpoint, s3_store_url: str
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
 ) -> None:
-    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
-        s3_endpoint.before_next_write(
-            "/jobs/job-1.json", lambda: theirs.put(_record(response="theirs"), force=True)
-        )
-        with pytest.raises(Conflict):
-            mine.put(_record(response="mine"), expect_version=ABSENT)
-        assert mine.get("job-1").response == "theirs"
+    mine, theirs = two_stores
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(response="theirs"), force=True))
+    with pytest.raises(Conflict):
+        mine.put(_record(response="mine"), expect_version=ABSENT)
+    assert mine.get("job-1").response == "theirs"
 
 
 @pytest.mark.services

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobstatus.backends.objectstore._objects import EXPIRY_METADATA_KEY, STAMP_METADATA_KEY
-from jobstatus.backends.objectstore._store import DEFAULT_CLOCK_SKEW, ObjectStore
-from jobstatus.backends.objectstore._url import NUMERIC_OPTIONS, open_filesystem, parse_store_url
+from jobstatus.backends.objectstore import _objects, _store, _url
+from jobstatus.backends.objectstore._store import ObjectStore
+from jobstatus.backends.objectstore._url import open_filesystem, parse_store_url
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
@@ -51,6 +51,22 @@ __all__ = [
     "open_object_store",
     "parse_store_url",
 ]
+
+
+#: The metadata key holding ``updated_at`` (``x-amz-meta-updated-at`` on S3).
+STAMP_METADATA_KEY = _objects.STAMP_METADATA_KEY
+
+#: The metadata key holding the record's ``expires_at`` in epoch seconds, when it has one
+#: (``x-amz-meta-expires-at`` on S3), so that expiry is known without reading the document.
+EXPIRY_METADATA_KEY = _objects.EXPIRY_METADATA_KEY
+
+#: How far apart a writer's clock and the object store's ``LastModified`` may be, in seconds,
+#: request time included. Listing and purging read the stamp of objects this close to a bound.
+DEFAULT_CLOCK_SKEW = _store.DEFAULT_CLOCK_SKEW
+
+#: Query parameters turned into numbers (by the last part of a dotted name); every other
+#: value stays a string, but ``true`` and ``false`` become booleans.
+NUMERIC_OPTIONS = _url.NUMERIC_OPTIONS
 
 
 def open_object_store(url: str, **options: Any) -> ObjectStore:
