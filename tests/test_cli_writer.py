@@ -24,15 +24,9 @@ from jobstatus import JobRecord, StorageError, open_store
 from jobstatus.cli.progress import LINE_WIDTH, ProgressPrinter, bar_line, plain_line
 from jobstatus.migrate import MigrationProgress, migrate
 from jobstatus.store import BaseStore, Store
-from tests import s3_server
 from tests.cli_run import ROOT, Spy, SpyWithExists, cli, one_line_error, run, stand_in
-from tests.s3_server import S3Endpoint
 
 DAY = 86_400.0
-
-# The local S3 endpoint's fixtures (tests/s3_server.py), used without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
 
 
 def stored(store: Store) -> dict[str, tuple[dict[str, Any], float | None]]:
@@ -313,14 +307,6 @@ def test_migrate_through_an_s3_endpoint_and_back(
     assert _summary(out) == (0, 1_000, 1_000)
     with open_store(hops[-1]) as store:
         assert stored(store) == expected
-
-
-@pytest.fixture
-def s3_store_url(request: pytest.FixtureRequest) -> str:
-    """A fresh prefix in the bucket of the local S3 endpoint (tests/s3_server.py)."""
-    pytest.importorskip("s3fs")
-    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
-    return endpoint.store_url()
 
 
 class FailingAfter(BaseStore):
