@@ -41,6 +41,8 @@ extensions = [
 # The CLI reference directive (``.. jobstatus-cli::``), rendered from jobstatus.cli.build_parser().
 if (DOCS / "_ext" / "cli_reference.py").exists():
     extensions.append("cli_reference")
+# The state diagram (``.. job-state-diagram::``), drawn from jobstatus.JobState with matplotlib.
+extensions.append("state_diagram")
 
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
@@ -60,6 +62,8 @@ autodoc_default_options = {
 }
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+# Signatures name the alias rather than spelling out its private sentinel type.
+autodoc_type_aliases = {"ExpectedVersion": "jobstatus.store.ExpectedVersion"}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 
@@ -77,10 +81,14 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # The docs are built offline, so there is no inventory to link the standard library (builtins and
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
-_STDLIB_MODULES = ["argparse", "collections", "enum", "os", "pathlib", "types", "urllib"]
+_STDLIB_MODULES = [
+    "argparse", "collections", "datetime", "enum", "os", "pathlib", "types", "urllib",
+]  # fmt: skip
 _THIRD_PARTY_MODULES = ["fastapi", "flask", "fsspec", "hypothesis", "sqlalchemy", "st", "starlette"]
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),
+    # The private sentinel type behind ABSENT, spelled out in ExpectedVersion's "alias of".
+    (r"py:.*", r"jobstatus\.store\._Absent\..*"),
 ]
 
 
