@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 
 from jobstatus.envelope import build_envelope
 from jobstatus.errors import Conflict, JobCancelled, JobNotFound, QueueFull
+from jobstatus.heartbeat import Heartbeat
+from jobstatus.lifecycle import format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, JobState, check_job_id
 from jobstatus.run import MAX_ATTEMPTS, Run, utc_now
 from jobstatus.store import Store
@@ -68,6 +70,8 @@ class JobTracker:
         result_ttl: seconds a ``done`` record is kept after it ended (None: for ever).
         failure_ttl: the same for ``failed`` and ``cancelled`` records.
         owner: the owner of the jobs this tracker submits, unless ``submit`` names another.
+        heartbeat_interval: a run that has not written for this many seconds gets its
+            record written again, so :meth:`reap` can tell a live run from a lost one.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class JobTracker:
         result_ttl: float | None = None,
         failure_ttl: float | None = None,
         owner: str | None = None,
+        heartbeat_interval: float = 30.0,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must not be negative, got {progress_interval}")
@@ -95,6 +100,7 @@ class JobTracker:
         self.result_ttl = result_ttl
         self.failure_ttl = failure_ttl
         self.owner = owner
+        self._heartbeat = Heartbeat(heartbeat_interval)
         # Plain dict operations only (atomic under the GIL): nothing to re-create after a fork.
         self._waiting: OrderedDict[str, _Submission] = OrderedDict()
 
@@ -201,16 +207,19 @@ class JobTracker:
             _store=self.store,
             _interval=self.progress_interval,
         )
-        run._learn(self.store.put(running))
+        run._learn(self.store.put(running), wrote=True)
+        self._heartbeat.add(run)
         try:
             yield run
         except BaseException as exc:
+            self._heartbeat.remove(run)
             if isinstance(exc, JobCancelled) and exc.job_id == job_id:
                 self._finish(run, queue_time, started, JobState.CANCELLED)
                 return
             message = str(exc) or type(exc).__name__
             self._finish(run, queue_time, started, JobState.FAILED, code=500, message=message)
             raise
+        self._heartbeat.remove(run)
         if 200 <= run.code < 300:
             self._finish(
                 run,
@@ -261,6 +270,45 @@ class JobTracker:
             except Conflict:
                 continue
         raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
+
+    def reap(self, *, stale_after: float, dry_run: bool = False) -> int:
+        """Fail the ``running`` jobs whose heartbeat (their last write) is older than
+        ``stale_after`` seconds -- their worker died -- with the message "worker lost: no
+        heartbeat since …"; return how many (with ``dry_run``: how many it would fail).
+
+        Each is written with the version it was read at: a worker that comes back and writes
+        first wins, and its job is left alone.
+        """
+        if not stale_after > 0:
+            raise ValueError(
+                f"stale_after must be a positive number of seconds, got {stale_after!r}"
+            )
+        cutoff = time.time() - stale_after
+        reaped = 0
+        for record in list(self.store.list(status=JobState.RUNNING.value)):
+            if record.updated_at is None or record.updated_at >= cutoff:
+                continue
+            if dry_run:
+                reaped += 1
+                continue
+            since = format_timestamp(utc_from_epoch(record.updated_at))
+            envelope = self._envelope(
+                endpoint=None,
+                id=None,
+                job_id=record.job_id,
+                code=500,
+                response=None,
+                message=f"worker lost: no heartbeat since {since}",
+                run_time=0.0,
+                queue_time=0.0,
+            )
+            lost = self._ended(record, JobState.FAILED, envelope, utc_now())
+            try:
+                self.store.put(lost, expect_version=record.version)
+            except Conflict:
+                continue  # the worker wrote meanwhile: it is alive
+            reaped += 1
+        return reaped
 
     # -- writing ---------------------------------------------------------------------------
 
