@@ -77,7 +77,13 @@ MOVES: tuple[Move, ...] = (
     Move("queued", "submitted", "hand_off()", shift=-0.3, nudge=(0.62, 0.0)),
     Move("submitted", "running", "run() by the runner", label_at=0.55, nudge=(0.62, -0.3)),
     Move("running", "done", "2xx code", label_at=0.55, nudge=(-0.1, 0.24)),
-    Move("running", "failed", "exception or non-2xx", label_at=0.5, nudge=(0.0, -0.2)),
+    Move(
+        "running",
+        "failed",
+        "exception, non-2xx,\nreap(): worker lost",
+        label_at=0.5,
+        nudge=(0.0, -0.34),
+    ),
     Move(
         "running",
         "cancelled",
