@@ -26,7 +26,8 @@ __all__ = [
 ]
 
 DEFAULT_STORE = "./jobstatus-data"
-#: The variable that holds the job id pattern: a regular expression every job id must match whole.
+#: The variable that holds the job id pattern, a regular expression every job id must match
+#: whole.
 JOB_ID_PATTERN_VARIABLE = "JOBSTATUS_JOB_ID_PATTERN"
 
 
