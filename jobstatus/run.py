@@ -8,6 +8,7 @@ the record again, learns of the request, and writes on top of it.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -58,6 +59,10 @@ class Run:
     #: Seconds the job waited before this run started, and when it started (time.monotonic()).
     _queue_time: float = field(default=0.0, repr=False)
     _started: float = field(default=0.0, repr=False)
+    #: When this run last wrote its record, on the ``time.monotonic()`` clock. It is the run's
+    #: heartbeat.
+    last_write: float = field(default=0.0, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def progress(
         self,
@@ -92,13 +97,22 @@ class Run:
 
     # -- for the tracker ----------------------------------------------------------------------
 
+    def beat(self) -> None:
+        """Write the record again (with any progress held back): the run is alive."""
+        pending = self.take_pending()
+        self._update(
+            lambda record: record if pending is None else replace(record, progress=pending)
+        )
+
     def take_pending(self) -> Progress | None:
         """The progress not written yet (it rides on the final write)."""
         pending, self._pending = self._pending, None
         return None if pending is None else Progress(*pending)
 
-    def _learn(self, stored: JobRecord) -> None:
+    def _learn(self, stored: JobRecord, *, wrote: bool = False) -> None:
         self.record = stored
+        if wrote:
+            self.last_write = time.monotonic()
         if stored.cancel_requested_at is not None or stored.job_status == "cancelled":
             self.cancel_requested = True
         if stored.is_final:
@@ -107,6 +121,10 @@ class Run:
     def _update(self, change: Callable[[JobRecord], JobRecord]) -> None:
         """Write ``change(record)`` over the record this run knows, re-reading on a conflict;
         nothing is written once the job is final."""
+        with self._lock:  # the heartbeat thread writes too
+            self._update_locked(change)
+
+    def _update_locked(self, change: Callable[[JobRecord], JobRecord]) -> None:
         store, record = self._store, self.record
         if store is None or record is None or self.already_final:
             return
@@ -122,7 +140,7 @@ class Run:
                 if record.is_final:
                     return
                 continue
-            self._learn(written)
+            self._learn(written, wrote=True)
             return
         raise Conflict(self.job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
 

@@ -88,7 +88,8 @@ class Reply:
 
 
 class StatusService:
-    """Answers the status endpoints of ``spec/job_status.md`` from a :class:`~jobstatus.Store`.
+    """Answers ``POST /v1/toolkit/job/status`` and ``POST /v1/toolkit/jobs/status`` from a
+    :class:`~jobstatus.Store`, in the shapes the docs' "The endpoint" page lists.
 
     Args:
         store: where records are read. Reading a status never writes.

@@ -68,6 +68,8 @@ class JobTracker(RecordWriter):
         result_ttl: seconds a ``done`` record is kept after it ended (None: for ever).
         failure_ttl: the same for ``failed`` and ``cancelled`` records.
         owner: the owner of the jobs this tracker submits, unless ``submit`` names another.
+        heartbeat_interval: a run that has not written for this many seconds gets its
+            record written again, so :meth:`reap` can tell a live run from a lost one.
         on_cancel: called with the record as stored after each :meth:`cancel` of a job that
             was not final: the hook through which a task queue stops the work (revokes a
             Celery task, stops an RQ job). Its exceptions propagate; the record is written.
@@ -84,6 +86,7 @@ class JobTracker(RecordWriter):
         result_ttl: float | None = None,
         failure_ttl: float | None = None,
         owner: str | None = None,
+        heartbeat_interval: float = 30.0,
         on_cancel: Callable[[JobRecord], object] | None = None,
     ) -> None:
         super().__init__(
@@ -94,6 +97,7 @@ class JobTracker(RecordWriter):
             result_ttl=result_ttl,
             failure_ttl=failure_ttl,
             owner=owner,
+            heartbeat_interval=heartbeat_interval,
         )
         self.max_queue_length = max_queue_length
         self.on_cancel = on_cancel
@@ -106,7 +110,7 @@ class JobTracker(RecordWriter):
     def __getstate__(self) -> dict[str, Any]:
         """A pickled tracker (sent to a process pool) records the same way to the same store,
         with no memory of the jobs waiting and no ``on_cancel`` hook."""
-        state = self.__dict__.copy()
+        state = super().__getstate__()
         state.update(_waiting=OrderedDict(), on_cancel=None)
         return state
 
@@ -233,7 +237,8 @@ class JobTracker(RecordWriter):
                 run._queue_time = started - submission.queued_at
                 created_at, owner = submission.created_at, submission.owner
             running = self._running(run, started_at, created_at, owner, extra)
-            run._learn(self.store.put(running))
+            run._learn(self.store.put(running), wrote=True)
+            self._heartbeat.add(run)
             return run
         for _ in range(MAX_ATTEMPTS):
             run._queue_time, stored = self._time_in_queue(job_id)
@@ -250,9 +255,10 @@ class JobTracker(RecordWriter):
                 )
                 expected = None
             try:
-                run._learn(self.store.put(running, expect_version=expected))
+                run._learn(self.store.put(running, expect_version=expected), wrote=True)
             except Conflict:
                 continue
+            self._heartbeat.add(run)
             return run
         raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
 

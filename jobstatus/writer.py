@@ -1,6 +1,7 @@
 """What every write of a :class:`~jobstatus.JobTracker` shares: its settings, the records and
-envelopes it builds, and the end of a run -- :meth:`~RecordWriter.finish`,
-:meth:`~RecordWriter.requeue` and :meth:`~RecordWriter.attach`.
+envelopes it builds, the heartbeat of its runs, and the end of a run --
+:meth:`~RecordWriter.finish`, :meth:`~RecordWriter.requeue`, :meth:`~RecordWriter.attach`, and
+:meth:`~RecordWriter.reap` for the runs whose worker died.
 
 :class:`~jobstatus.JobTracker` builds on it with the jobs it remembers (submit, run, cancel,
 submit_to). Every write of a run is checked with the record's version (``Run._update``), so
@@ -18,8 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobstatus.envelope import build_envelope
-from jobstatus.errors import InvalidRequest, JobCancelled, JobNotFound, redact
-from jobstatus.lifecycle import Progress
+from jobstatus.errors import Conflict, InvalidRequest, JobCancelled, JobNotFound, redact
+from jobstatus.heartbeat import Heartbeat
+from jobstatus.lifecycle import Progress, format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, JobState
 from jobstatus.run import Run, utc_now
 from jobstatus.store import Store
@@ -45,6 +47,8 @@ class RecordWriter:
         result_ttl: seconds a ``done`` record is kept after it ended (None: for ever).
         failure_ttl: the same for ``failed`` and ``cancelled`` records.
         owner: the owner of the jobs recorded, unless a submission names another.
+        heartbeat_interval: a run that has not written for this many seconds gets its record
+            written again, so :meth:`reap` can tell a live run from a lost one.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class RecordWriter:
         result_ttl: float | None = None,
         failure_ttl: float | None = None,
         owner: str | None = None,
+        heartbeat_interval: float = 30.0,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must not be negative, got {progress_interval}")
@@ -70,6 +75,16 @@ class RecordWriter:
         self.result_ttl = result_ttl
         self.failure_ttl = failure_ttl
         self.owner = owner
+        self._heartbeat = Heartbeat(heartbeat_interval)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its heartbeat thread; the copy starts its own."""
+        state = self.__dict__.copy()
+        state["_heartbeat"] = self._heartbeat.interval
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _heartbeat=Heartbeat(state["_heartbeat"]))
 
     @property
     def queue_length(self) -> int:
@@ -88,6 +103,7 @@ class RecordWriter:
         A result that is not storable JSON records ``failed`` with code 500 instead and
         raises the :class:`~jobstatus.InvalidRequest`, so the job never stays ``running``.
         """
+        self._heartbeat.remove(run)
         if error is None and 200 <= run.code < 300:
             try:
                 self._finish(
@@ -108,6 +124,7 @@ class RecordWriter:
         again, ``started_at`` cleared, its ``created_at``, ``owner`` and progress kept (the
         progress not written yet included), ``extra`` set (the next attempt's number). A job
         asked to stop is recorded ``cancelled`` instead; a final job is left as it is."""
+        self._heartbeat.remove(run)
         if run.already_final:
             return
         pending = run.take_pending()
@@ -152,6 +169,45 @@ class RecordWriter:
         )
         run._learn(record)
         return run
+
+    def reap(self, *, stale_after: float, dry_run: bool = False) -> int:
+        """Fail the ``running`` jobs whose heartbeat (their last write) is older than
+        ``stale_after`` seconds -- their worker died -- with the message "worker lost: no
+        heartbeat since …"; return how many (with ``dry_run``: how many it would fail).
+
+        Each is written with the version it was read at: a worker that comes back and writes
+        first wins, and its job is left alone.
+        """
+        if not stale_after > 0:
+            raise ValueError(
+                f"stale_after must be a positive number of seconds, got {stale_after!r}"
+            )
+        cutoff = time.time() - stale_after
+        reaped = 0
+        for record in list(self.store.list(status=JobState.RUNNING.value)):
+            if record.updated_at is None or record.updated_at >= cutoff:
+                continue
+            if dry_run:
+                reaped += 1
+                continue
+            since = format_timestamp(utc_from_epoch(record.updated_at))
+            envelope = self._envelope(
+                endpoint=None,
+                id=None,
+                job_id=record.job_id,
+                code=500,
+                response=None,
+                message=f"worker lost: no heartbeat since {since}",
+                run_time=0.0,
+                queue_time=0.0,
+            )
+            lost = self._ended(record, JobState.FAILED, envelope, utc_now())
+            try:
+                self.store.put(lost, expect_version=record.version)
+            except Conflict:
+                continue  # the worker wrote meanwhile: it is alive
+            reaped += 1
+        return reaped
 
     def _finish(
         self,
