@@ -226,6 +226,30 @@ def check_final(
     return envelope
 
 
+#: Seconds without a write after which the tests' reaper declares a run lost (the test apps
+#: beat every 0.2 s).
+STALE_AFTER = 1.0
+
+
+def check_left_running_then_reaped(store: Store, job_id: str) -> None:
+    """A job whose whole worker was SIGKILLed: it stays ``running`` -- nothing is alive to
+    write, not even a heartbeat -- until the reaper fails it."""
+    after = store.get(job_id)
+    assert after.job_status == "running"
+    assert after.ended_at is None
+    assert after.updated_at is not None
+    assert over_http(store, job_id)["response"] == after.to_dict()
+    stamp = after.updated_at
+    wait_until(lambda: time.time() - stamp > STALE_AFTER, "the heartbeat is stale")
+    assert store.get(job_id).version == after.version  # no write since the kill
+    assert JobTracker(store).reap(stale_after=STALE_AFTER) == 1
+    lost = store.get(job_id)
+    assert lost.job_status == "failed"
+    assert lost.response["message"].startswith("worker lost: no heartbeat since ")
+    assert lost.progress == after.progress
+    assert lost.extra == after.extra
+
+
 def _shown(record: JobRecord | None) -> str:
     return "none" if record is None else json.dumps(record.to_dict())
 

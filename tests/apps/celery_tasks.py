@@ -36,7 +36,11 @@ def make_app(broker: str, store_url: str, queue: str) -> tuple[Celery, TaskRecor
         worker_prefetch_multiplier=1,
     )
     recorder = record_tasks(
-        app, open_store(store_url), progress_interval=0.05, build_number="celery-test"
+        app,
+        open_store(store_url),
+        progress_interval=0.05,
+        heartbeat_interval=0.2,
+        build_number="celery-test",
     )
 
     @app.task(name="tests.add", shared=False)

@@ -20,7 +20,12 @@ def make_broker(redis_url: str, store_url: str, namespace: str) -> RedisBroker:
     broker = RedisBroker(url=redis_url, namespace=namespace)
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(
-        JobStatusMiddleware(open_store(store_url), progress_interval=0.05, build_number="dq-test")
+        JobStatusMiddleware(
+            open_store(store_url),
+            progress_interval=0.05,
+            heartbeat_interval=0.2,
+            build_number="dq-test",
+        )
     )
     declare_actors(broker)
     return broker

@@ -20,7 +20,11 @@ from tests.apps.celery_tasks import DEADLINE, gate
 def make_queue(redis_url: str, store_url: str, name: str) -> tuple[Queue, JobRecorder]:
     queue = Queue(name, connection=Redis.from_url(redis_url))
     recorder = record_jobs(
-        queue, open_store(store_url), progress_interval=0.05, build_number="rq-test"
+        queue,
+        open_store(store_url),
+        progress_interval=0.05,
+        heartbeat_interval=0.2,
+        build_number="rq-test",
     )
     return queue, recorder
 
