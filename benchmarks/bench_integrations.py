@@ -12,7 +12,8 @@ times. Rounds alternate the contenders. Per queue and store:
 - tasks/s with and without recording, end to end (the sends, with their ``queued`` writes, run
   beside the worker), the median of the rounds;
 - store writes per task, counted in every process (publisher and worker) by a store wrapper
-  that appends one byte per write to a file -- at most 3 are expected: queued, running, final;
+  that appends one byte per write to a file -- at most 3 are expected: queued, running, final
+  -- and the conditional writes refused (a worker quicker than the publisher's ``queued``);
 - the writes of the task calling ``progress`` 10,000 times (the default 1 s interval): at most
   20 are expected;
 - the time recording adds per task, ``1/rate_with - 1/rate_without``, against the time the
@@ -102,8 +103,10 @@ class Run:
     def done(self) -> int:
         return int(self.redis.get(f"{self.name}:done") or 0)
 
-    def writes(self) -> int:
-        return self.counts.stat().st_size
+    def writes(self) -> tuple[int, int]:
+        """Puts that wrote, and conditional puts refused with Conflict, so far."""
+        counted = self.counts.read_bytes()
+        return counted.count(b"w"), counted.count(b"c")
 
     def wait_done(self, count: int) -> None:
         deadline = time.monotonic() + DEADLINE
@@ -131,14 +134,15 @@ class Run:
         self.wait_done(1 + tasks)
         ended = time.perf_counter()
         self.settled(last)
-        work_writes = self.writes() - writes_before
+        work = self.writes()
         self.settled(self.bench.send_chatty())
         self.wait_done(2 + tasks)
         return {
             "tasks_per_s": tasks / (ended - started),
             "sends_per_s": tasks / (sent - started),
-            "writes_per_task": work_writes / tasks,
-            "progress_task_writes": self.writes() - writes_before - work_writes,
+            "writes_per_task": (work[0] - writes_before[0]) / tasks,
+            "conflicts_per_task": (work[1] - writes_before[1]) / tasks,
+            "progress_task_writes": self.writes()[0] - work[0],
         }
 
     def close(self) -> None:
@@ -257,6 +261,7 @@ def bench_queue(
                 "tasks_per_s": round(rate, 1),
                 "rate_ratio": round(rate / baseline, 3),
                 "writes_per_task": max(s["writes_per_task"] for s in samples[name]),
+                "conflicts_per_task": max(s["conflicts_per_task"] for s in samples[name]),
                 "progress_task_writes": max(s["progress_task_writes"] for s in samples[name]),
                 "added_ms_per_task": round(added_ms, 3),
                 "writes_alone_ms_per_task": round(alone_ms, 3),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobstatus import JobNotFound, JobRecord, JobTracker, StatusService
+from jobstatus import JobNotFound, JobRecord, JobTracker, Progress, StatusService
 from jobstatus.envelope import ENVELOPE_KEYS
 from jobstatus.store import Store
 from tests.clients import wsgi_client
@@ -126,6 +126,52 @@ def state(status: str, **extra: Any) -> Callable[[JobRecord], bool]:
         record.job_status == status
         and all(record.extra.get(key) == value for key, value in extra.items())
     )
+
+
+def running_with_progress(record: JobRecord) -> bool:
+    """The condition: the job runs and has reported progress."""
+    return record.job_status == "running" and record.progress is not None
+
+
+def check_progress_then_done(
+    store: Store, job_id: str, *, worker: Worker, release: Callable[[], None], endpoint: str
+) -> None:
+    """A task reporting 10,000 steps, then waiting for ``release``: its progress shows while
+    it runs (at most one write per interval: some step of the 10,000), and the last step
+    rides on its final write."""
+    running = wait_for(store, job_id, running_with_progress, worker=worker)
+    shown = running.progress
+    assert shown is not None
+    assert shown.total == 10_000
+    assert shown.current is not None
+    assert 1 <= shown.current <= 10_000
+    assert shown.message == f"step {shown.current}"
+    assert running.started_at is not None
+    assert running.ended_at is None
+    assert over_http(store, job_id)["response"]["progress"] == shown.to_dict()
+    release()
+    done = wait_for(store, job_id, state("done"), worker=worker)
+    check_final(store, done, status="done", endpoint=endpoint, attempt=1, code=200)
+    assert done.progress == Progress(current=10_000, total=10_000, message="step 10000")
+
+
+def check_cooperative_cancel(
+    store: Store, tracker: JobTracker, job_id: str, *, worker: Worker, endpoint: str
+) -> None:
+    """A task that reports progress and checks for a cancel: the cancel route answers 202
+    while it runs, and the task ends ``cancelled`` at its next check."""
+    wait_for(store, job_id, running_with_progress, worker=worker)
+    status, body = cancel_over_http(store, tracker, job_id)
+    assert status == 202
+    assert body["response"]["job_status"] == "running"
+    asked = body["response"]["cancel_requested_at"]
+    cancelled = wait_for(store, job_id, state("cancelled"), worker=worker)
+    check_final(store, cancelled, status="cancelled", endpoint=endpoint, attempt=1, code=499)
+    assert cancelled.to_dict()["cancel_requested_at"] == asked
+    assert cancelled.cancel_requested_at is not None
+    assert cancelled.ended_at is not None
+    assert cancelled.cancel_requested_at <= cancelled.ended_at
+    assert cancelled.progress is not None
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:

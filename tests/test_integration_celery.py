@@ -32,13 +32,16 @@ from tests.apps.celery_tasks import make_app
 from tests.queue_workers import (
     Worker,
     cancel_over_http,
+    check_cooperative_cancel,
     check_final,
     check_left_running_then_reaped,
+    check_progress_then_done,
     empty_redis,
     over_http,
     process_gone,
     rabbitmq_url,
     redis_url,
+    running_with_progress,
     start_worker,
     state,
     wait_for,
@@ -194,49 +197,24 @@ def test_a_retried_task_is_done_on_its_second_attempt(celery: Celeried) -> None:
 
 def test_progress_is_visible_while_the_task_runs(celery: Celeried) -> None:
     job_id = celery.send("tests.steps", str(celery.gates), 10_000)
-    running = wait_for(
+    check_progress_then_done(
         celery.store,
         job_id,
-        lambda r: r.job_status == "running" and r.progress is not None,
         worker=celery.worker,
+        release=lambda: celery.open_gate(f"release-{job_id}"),
+        endpoint="tests.steps",
     )
-    shown = running.progress
-    assert shown is not None
-    assert shown.total == 10_000
-    assert shown.current is not None
-    assert 1 <= shown.current <= 10_000
-    assert shown.message == f"step {shown.current}"
-    assert running.started_at is not None
-    assert running.ended_at is None
-    assert over_http(celery.store, job_id)["response"]["progress"] == shown.to_dict()
-
-    celery.open_gate(f"release-{job_id}")
-    done = wait_for(celery.store, job_id, state("done"), worker=celery.worker)
-    check_final(celery.store, done, status="done", endpoint="tests.steps", attempt=1, code=200)
-    assert done.progress == Progress(current=10_000, total=10_000, message="step 10000")
 
 
 def test_a_running_task_stops_at_its_next_check_once_cancelled(celery: Celeried) -> None:
     job_id = celery.send("tests.patient", str(celery.gates))
-    wait_for(
+    check_cooperative_cancel(
         celery.store,
+        celery.recorder.tracker,
         job_id,
-        lambda r: r.job_status == "running" and r.progress is not None,
         worker=celery.worker,
+        endpoint="tests.patient",
     )
-    status, body = cancel_over_http(celery.store, celery.recorder.tracker, job_id)
-    assert status == 202
-    assert body["response"]["job_status"] == "running"
-    asked = body["response"]["cancel_requested_at"]
-    cancelled = wait_for(celery.store, job_id, state("cancelled"), worker=celery.worker)
-    check_final(
-        celery.store, cancelled, status="cancelled", endpoint="tests.patient", attempt=1, code=499
-    )
-    assert cancelled.to_dict()["cancel_requested_at"] == asked
-    assert cancelled.cancel_requested_at is not None
-    assert cancelled.ended_at is not None
-    assert cancelled.cancel_requested_at <= cancelled.ended_at
-    assert cancelled.progress is not None
 
 
 def test_cancel_with_terminate_kills_the_process_running_the_task(celery: Celeried) -> None:
@@ -244,7 +222,7 @@ def test_cancel_with_terminate_kills_the_process_running_the_task(celery: Celeri
     running = wait_for(
         celery.store,
         job_id,
-        lambda r: r.job_status == "running" and r.progress is not None,
+        running_with_progress,
         worker=celery.worker,
     )
     asked = cancel(celery.app, celery.store, job_id, terminate=True)
@@ -265,7 +243,7 @@ def test_a_pool_process_killed_mid_task_records_failed(celery: Celeried) -> None
     running = wait_for(
         celery.store,
         job_id,
-        lambda r: r.job_status == "running" and r.progress is not None,
+        running_with_progress,
         worker=celery.worker,
     )
     assert isinstance(running.process_id, int)
@@ -289,7 +267,7 @@ def test_a_task_whose_worker_is_sigkilled_stays_running(celery: Celeried) -> Non
         before = wait_for(
             celery.store,
             job_id,
-            lambda r: r.job_status == "running" and r.progress is not None,
+            running_with_progress,
             worker=worker,
             timeout=120,
         )

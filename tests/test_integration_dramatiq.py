@@ -32,11 +32,14 @@ from tests.apps.dramatiq_actors import make_broker, middleware_of
 from tests.queue_workers import (
     Worker,
     cancel_over_http,
+    check_cooperative_cancel,
     check_final,
     check_left_running_then_reaped,
+    check_progress_then_done,
     over_http,
     process_gone,
     redis_url,
+    running_with_progress,
     start_worker,
     state,
     wait_for,
@@ -167,38 +170,20 @@ def test_a_retried_message_is_done_on_its_second_attempt(dq: Dramatiqd) -> None:
 
 def test_progress_is_visible_while_the_actor_runs(dq: Dramatiqd) -> None:
     job_id = dq.send("steps", str(dq.gates), 10_000)
-    running = wait_for(
+    check_progress_then_done(
         dq.store,
         job_id,
-        lambda r: r.job_status == "running" and r.progress is not None,
         worker=dq.worker,
+        release=lambda: dq.open_gate(f"release-{job_id}"),
+        endpoint="steps",
     )
-    shown = running.progress
-    assert shown is not None
-    assert shown.total == 10_000
-    assert shown.current is not None
-    assert 1 <= shown.current <= 10_000
-    assert over_http(dq.store, job_id)["response"]["progress"] == shown.to_dict()
-    dq.open_gate(f"release-{job_id}")
-    done = wait_for(dq.store, job_id, state("done"), worker=dq.worker)
-    check_final(dq.store, done, status="done", endpoint="steps", attempt=1, code=200)
-    assert done.progress == Progress(current=10_000, total=10_000, message="step 10000")
 
 
 def test_a_running_actor_stops_at_its_next_check_once_cancelled(dq: Dramatiqd) -> None:
     job_id = dq.send("patient", str(dq.gates))
-    wait_for(
-        dq.store,
-        job_id,
-        lambda r: r.job_status == "running" and r.progress is not None,
-        worker=dq.worker,
+    check_cooperative_cancel(
+        dq.store, dq.middleware.tracker, job_id, worker=dq.worker, endpoint="patient"
     )
-    status, body = cancel_over_http(dq.store, dq.middleware.tracker, job_id)
-    assert status == 202
-    assert body["response"]["job_status"] == "running"
-    cancelled = wait_for(dq.store, job_id, state("cancelled"), worker=dq.worker)
-    check_final(dq.store, cancelled, status="cancelled", endpoint="patient", attempt=1, code=499)
-    assert cancelled.to_dict()["cancel_requested_at"] == body["response"]["cancel_requested_at"]
 
 
 def test_a_message_whose_worker_is_sigkilled_stays_running(dq: Dramatiqd) -> None:
@@ -208,7 +193,7 @@ def test_a_message_whose_worker_is_sigkilled_stays_running(dq: Dramatiqd) -> Non
         before = wait_for(
             dq.store,
             job_id,
-            lambda r: r.job_status == "running" and r.progress is not None,
+            running_with_progress,
             worker=worker,
             timeout=120,
         )

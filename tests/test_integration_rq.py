@@ -35,12 +35,15 @@ from tests.apps import rq_jobs
 from tests.queue_workers import (
     Worker,
     cancel_over_http,
+    check_cooperative_cancel,
     check_final,
     check_left_running_then_reaped,
+    check_progress_then_done,
     empty_redis,
     over_http,
     process_gone,
     redis_url,
+    running_with_progress,
     start_worker,
     state,
     wait_for,
@@ -189,24 +192,14 @@ def test_a_job_that_returns_retry_runs_again(rqd: Rqd) -> None:
 
 
 def test_progress_is_visible_while_the_job_runs(rqd: Rqd) -> None:
-    job = rqd.queue.enqueue(rq_jobs.steps, str(rqd.gates), 10_000)
-    running = wait_for(
+    job_id = rqd.queue.enqueue(rq_jobs.steps, str(rqd.gates), 10_000).id
+    check_progress_then_done(
         rqd.store,
-        job.id,
-        lambda r: r.job_status == "running" and r.progress is not None,
+        job_id,
         worker=rqd.worker,
+        release=lambda: rqd.open_gate(f"release-{job_id}"),
+        endpoint=f"{JOBS}.steps",
     )
-    shown = running.progress
-    assert shown is not None
-    assert shown.total == 10_000
-    assert shown.current is not None
-    assert 1 <= shown.current <= 10_000
-    assert shown.message == f"step {shown.current}"
-    assert over_http(rqd.store, job.id)["response"]["progress"] == shown.to_dict()
-    rqd.open_gate(f"release-{job.id}")
-    done = wait_for(rqd.store, job.id, state("done"), worker=rqd.worker)
-    check_final(rqd.store, done, status="done", endpoint=f"{JOBS}.steps", attempt=1, code=200)
-    assert done.progress == Progress(current=10_000, total=10_000, message="step 10000")
 
 
 def test_cancel_stops_a_running_job_through_rq(rqd: Rqd) -> None:
@@ -214,7 +207,7 @@ def test_cancel_stops_a_running_job_through_rq(rqd: Rqd) -> None:
     running = wait_for(
         rqd.store,
         job.id,
-        lambda r: r.job_status == "running" and r.progress is not None,
+        running_with_progress,
         worker=rqd.worker,
     )
     status, body = cancel_over_http(rqd.store, rqd.recorder.tracker, job.id)
@@ -231,19 +224,10 @@ def test_cancel_stops_a_running_job_through_rq(rqd: Rqd) -> None:
 
 def test_a_running_job_stops_at_its_next_check_once_cancelled(rqd: Rqd) -> None:
     job = rqd.queue.enqueue(rq_jobs.patient, str(rqd.gates))
-    wait_for(
-        rqd.store,
-        job.id,
-        lambda r: r.job_status == "running" and r.progress is not None,
-        worker=rqd.worker,
+    plain = JobTracker(rqd.store)  # no stop command: the job notices the request itself
+    check_cooperative_cancel(
+        rqd.store, plain, job.id, worker=rqd.worker, endpoint=f"{JOBS}.patient"
     )
-    asked = JobTracker(rqd.store).cancel(job.id)  # no stop command: the job notices itself
-    assert asked.cancel_requested_at is not None
-    cancelled = wait_for(rqd.store, job.id, state("cancelled"), worker=rqd.worker)
-    check_final(
-        rqd.store, cancelled, status="cancelled", endpoint=f"{JOBS}.patient", attempt=1, code=499
-    )
-    assert cancelled.cancel_requested_at == asked.cancel_requested_at
 
 
 def test_a_killed_work_horse_records_failed(rqd: Rqd) -> None:
@@ -251,7 +235,7 @@ def test_a_killed_work_horse_records_failed(rqd: Rqd) -> None:
     running = wait_for(
         rqd.store,
         job.id,
-        lambda r: r.job_status == "running" and r.progress is not None,
+        running_with_progress,
         worker=rqd.worker,
     )
     assert isinstance(running.process_id, int)
@@ -278,7 +262,7 @@ def test_a_job_whose_worker_is_sigkilled_stays_running(rqd: Rqd) -> None:
         before = wait_for(
             rqd.store,
             job.id,
-            lambda r: r.job_status == "running" and r.progress is not None,
+            running_with_progress,
             worker=worker,
             timeout=120,
         )

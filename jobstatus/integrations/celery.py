@@ -25,7 +25,7 @@ from typing import Any
 try:
     from celery import Celery, signals
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    from jobstatus.backends import missing_extra
+    from jobstatus.errors import missing_extra
 
     raise missing_extra("celery", exc) from exc
 

@@ -26,7 +26,7 @@ try:
     from dramatiq import Broker
     from dramatiq.middleware import Middleware, SkipMessage
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    from jobstatus.backends import missing_extra
+    from jobstatus.errors import missing_extra
 
     raise missing_extra("dramatiq", exc) from exc
 

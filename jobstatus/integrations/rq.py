@@ -34,7 +34,7 @@ try:
     from rq.exceptions import InvalidJobOperation, NoSuchJobError
     from rq.job import Job, JobStatus
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    from jobstatus.backends import missing_extra
+    from jobstatus.errors import missing_extra
 
     raise missing_extra("rq", exc) from exc
 

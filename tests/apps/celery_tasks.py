@@ -5,25 +5,13 @@ queue and a folder where the test drops the files that let a task go on."""
 from __future__ import annotations
 
 import os
-import time
-from pathlib import Path
 from typing import Any
 
 from celery import Celery, Task
 
 from jobstatus import open_store
-from jobstatus.integrations.celery import TaskRecorder, check_cancelled, progress, record_tasks
-
-DEADLINE = 120.0  # no task waits longer than this for the test
-
-
-def gate(folder: str, name: str) -> None:
-    """Wait until the test creates ``folder/name`` (or the deadline passes)."""
-    path, deadline = Path(folder) / name, time.monotonic() + DEADLINE
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the test never opened gate {name}")
-        time.sleep(0.01)
+from jobstatus.integrations.celery import TaskRecorder, progress, record_tasks
+from tests.apps import common
 
 
 def make_app(broker: str, store_url: str, queue: str) -> tuple[Celery, TaskRecorder]:
@@ -60,27 +48,15 @@ def make_app(broker: str, store_url: str, queue: str) -> tuple[Celery, TaskRecor
 
     @app.task(name="tests.steps", shared=False)
     def steps(folder: str, total: int) -> str:
-        for n in range(1, total + 1):
-            progress(current=n, total=total, message=f"step {n}")
-        gate(folder, f"release-{steps.request.id}")
-        return f"{total} steps"
+        return common.steps(folder, total, f"release-{steps.request.id}")
 
     @app.task(name="tests.patient", shared=False)
     def patient(folder: str) -> str:
-        deadline = time.monotonic() + DEADLINE
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            progress(percent=min(n, 99), message="waiting")
-            check_cancelled()
-            time.sleep(0.01)
-        return "never cancelled"
+        return common.patient()
 
     @app.task(name="tests.sleeper", shared=False)
     def sleeper(folder: str) -> str:
-        progress(percent=1, message="asleep")
-        gate(folder, "never")
-        return "woke up"
+        return common.sleeper(folder)
 
     return app, recorder
 

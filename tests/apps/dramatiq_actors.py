@@ -5,15 +5,15 @@ middleware, both made from the environment the test gives the worker."""
 from __future__ import annotations
 
 import os
-import time
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage
 
 from jobstatus import JobCancelled, open_store
-from jobstatus.integrations.dramatiq import JobStatusMiddleware, check_cancelled, progress
-from tests.apps.celery_tasks import DEADLINE, gate
+from jobstatus.integrations.dramatiq import JobStatusMiddleware, progress
+from tests.apps import common
+from tests.apps.common import gate
 
 
 def make_broker(redis_url: str, store_url: str, namespace: str) -> RedisBroker:
@@ -69,10 +69,7 @@ def declare_actors(broker: RedisBroker) -> None:
 
     @actor("steps")
     def steps(folder: str, total: int) -> str:
-        for n in range(1, total + 1):
-            progress(current=n, total=total, message=f"step {n}")
-        gate(folder, f"release-{current_id()}")
-        return f"{total} steps"
+        return common.steps(folder, total, f"release-{current_id()}")
 
     @actor("blocker")
     def blocker(folder: str) -> str:
@@ -81,19 +78,11 @@ def declare_actors(broker: RedisBroker) -> None:
 
     @actor("patient", max_retries=3, throws=(JobCancelled,))  # a cancelled job is not retried
     def patient(folder: str) -> str:
-        deadline, n = time.monotonic() + DEADLINE, 0
-        while time.monotonic() < deadline:
-            n += 1
-            progress(percent=min(n, 99), message="waiting")
-            check_cancelled()
-            time.sleep(0.01)
-        return "never cancelled"
+        return common.patient()
 
     @actor("doomed_sleeper", queue_name="doomed")
     def doomed_sleeper(folder: str) -> str:
-        progress(percent=1, message="asleep")
-        gate(folder, "never")
-        return "woke up"
+        return common.sleeper(folder)
 
 
 if "JOBSTATUS_TEST_REDIS" in os.environ:  # in the worker

@@ -6,15 +6,15 @@ run a job) records too."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry, get_current_job
 
 from jobstatus import open_store
-from jobstatus.integrations.rq import JobRecorder, check_cancelled, progress, record_jobs
-from tests.apps.celery_tasks import DEADLINE, gate
+from jobstatus.integrations.rq import JobRecorder, progress, record_jobs
+from tests.apps import common
+from tests.apps.common import gate
 
 
 def make_queue(redis_url: str, store_url: str, name: str) -> tuple[Queue, JobRecorder]:
@@ -59,26 +59,15 @@ def again(folder: str) -> Any:
 def steps(folder: str, total: int) -> str:
     job = get_current_job()
     assert job is not None
-    for n in range(1, total + 1):
-        progress(current=n, total=total, message=f"step {n}")
-    gate(folder, f"release-{job.id}")
-    return f"{total} steps"
+    return common.steps(folder, total, f"release-{job.id}")
 
 
 def patient(folder: str) -> str:
-    deadline, n = time.monotonic() + DEADLINE, 0
-    while time.monotonic() < deadline:
-        n += 1
-        progress(percent=min(n, 99), message="waiting")
-        check_cancelled()
-        time.sleep(0.01)
-    return "never cancelled"
+    return common.patient()
 
 
 def sleeper(folder: str) -> str:
-    progress(percent=1, message="asleep")
-    gate(folder, "never")
-    return "woke up"
+    return common.sleeper(folder)
 
 
 if "JOBSTATUS_TEST_REDIS" in os.environ:  # in the worker
