@@ -104,9 +104,11 @@ class Run:
         return int(self.redis.get(f"{self.name}:done") or 0)
 
     def writes(self) -> tuple[int, int]:
-        """Puts that wrote, and conditional puts refused with Conflict, so far."""
+        """Puts that wrote, and conditional puts refused with Conflict, so far. A put is
+        counted before it writes: once a record can be read, its put is counted."""
         counted = self.counts.read_bytes()
-        return counted.count(b"w"), counted.count(b"c")
+        refused = counted.count(b"c")
+        return counted.count(b"p") - refused, refused
 
     def wait_done(self, count: int) -> None:
         deadline = time.monotonic() + DEADLINE

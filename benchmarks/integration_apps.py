@@ -5,9 +5,8 @@ Dramatiq: ``work`` (1 ms of sleep, then a Redis INCR the benchmark waits on) and
 ``build(kind, redis_url, name, store)`` makes the queue side; a worker imports this module with
 ``JOBSTATUS_BENCH_*`` in its environment and builds the same. With a store the queue is
 recorded by jobstatus, the store wrapped so that every ``put`` appends one byte to the counts
-file -- ``w`` for a write, ``c`` for a conditional write refused with ``Conflict`` (one
-``os.write`` with ``O_APPEND``: the puts of every process add up); without, it is the plain
-queue.
+file, and one more when a conditional write is refused with ``Conflict`` (one ``os.write`` with
+``O_APPEND``: the puts of every process add up); without, it is the plain queue.
 """
 
 from __future__ import annotations
@@ -29,21 +28,21 @@ PROGRESS_CALLS = 10_000
 
 
 class CountingStore:
-    """A store that appends one byte to ``path`` per ``put`` (``w`` written, ``c`` refused
-    with ``Conflict``); everything else is the store's."""
+    """A store that appends one byte to ``path`` per ``put``: ``p`` before it (so the count is
+    there by the time the record can be seen), ``c`` after one refused with ``Conflict``;
+    everything else is the store's."""
 
     def __init__(self, store: Store, path: str) -> None:
         self._store = store
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def put(self, record: JobRecord, **options: Any) -> JobRecord:
+        os.write(self._fd, b"p")
         try:
-            written = self._store.put(record, **options)
+            return self._store.put(record, **options)
         except Conflict:
             os.write(self._fd, b"c")
             raise
-        os.write(self._fd, b"w")
-        return written
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)

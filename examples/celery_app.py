@@ -1,12 +1,13 @@
 """A FastAPI app that hands its jobs to Celery; clients poll the upstream status endpoint and see
 the job's progress while a Celery worker runs it.
 
-Install and run (from the repository root; Redis on 127.0.0.1:6379)::
+Install and run it (from the repository root, Redis on 127.0.0.1:6379; the web app listens on
+127.0.0.1:8083, ``PORT`` changes that)::
 
-    pip install "jobstatus[celery,fastapi]" redis
+    pip install -e ".[celery,fastapi]" redis
     export JOBSTATUS_STORE=/tmp/jobstatus-celery-demo API_KEY=secret
-    celery -A examples.celery_app worker -l INFO &
-    uvicorn examples.celery_app:api --port 8083
+    celery --workdir examples -A celery_app worker -l INFO &
+    python examples/celery_app.py
 
 then submit a job, poll its status (``progress`` grows, then ``done``), or cancel it::
 
@@ -41,6 +42,7 @@ from jobstatus.config import api_keys_from_env, build_number_from_env, store_url
 from jobstatus.integrations.celery import check_cancelled, progress, record_tasks
 
 SUBMIT_PATH = "/v1/demo/wordcount"
+PORT = 8083
 
 store = open_store(store_url_from_env())
 app = Celery("wordcount", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
@@ -101,3 +103,8 @@ def create_api(api_keys: list[str] | None) -> FastAPI:
 
 
 api = create_api(api_keys_from_env())
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(api, host="127.0.0.1", port=int(os.environ.get("PORT", PORT)))

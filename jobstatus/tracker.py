@@ -238,7 +238,8 @@ class JobTracker(RecordWriter):
                 created_at, owner = submission.created_at, submission.owner
             running = self._running(run, started_at, created_at, owner, extra)
             run._learn(self.store.put(running), wrote=True)
-            self._heartbeat.add(run)
+            if not run.already_final:
+                self._heartbeat.add(run)
             return run
         for _ in range(MAX_ATTEMPTS):
             run._queue_time, stored = self._time_in_queue(job_id)
@@ -246,19 +247,20 @@ class JobTracker(RecordWriter):
                 running = self._running(run, started_at, started_at, self.owner, extra=extra)
                 expected: ExpectedVersion = ABSENT
             else:
+                # A publisher that recorded the job just after the worker took it stamped
+                # created_at a little after started_at: never after it.
+                created = stored.created_at
+                created = created if created is None else min(created, started_at)
                 running = self._running(
-                    run,
-                    started_at,
-                    stored.created_at,
-                    stored.owner,
-                    {**stored.extra, **(extra or {})},
+                    run, started_at, created, stored.owner, {**stored.extra, **(extra or {})}
                 )
                 expected = None
             try:
                 run._learn(self.store.put(running, expect_version=expected), wrote=True)
             except Conflict:
                 continue
-            self._heartbeat.add(run)
+            if not run.already_final:
+                self._heartbeat.add(run)
             return run
         raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
 

@@ -144,6 +144,12 @@ class RecordWriter:
 
         run._update(queued)
 
+    def abandon(self, run: Run) -> None:
+        """Stop following ``run`` without a write: its work ended in a way that leaves the
+        record as it is (a task queue skipped or ignored it). Its heartbeat stops, so a record
+        left ``running`` is reaped in time."""
+        self._heartbeat.remove(run)
+
     def attach(self, job_id: str, *, endpoint: str, id: Any = None) -> Run:
         """A run for a job whose work is not in this process, to end it with :meth:`finish`
         when a task queue's supervisor learns how it ended (revoked, its process killed).

@@ -306,8 +306,10 @@ def test_the_example_app_shows_progress_and_cancels(
     worker = start_worker(
         [
             "celery",
+            "--workdir",
+            "examples",
             "-A",
-            "examples.celery_app",
+            "celery_app",
             "worker",
             "-P",
             "solo",

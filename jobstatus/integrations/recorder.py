@@ -84,7 +84,9 @@ class QueueRecorder:
     def forget(self, job_id: str) -> None:
         """Drop the run of ``job_id`` without writing: the task ended in a way that leaves its
         record as it is (skipped because already final, ignored)."""
-        self._runs.pop(job_id, None)
+        run = self._runs.pop(job_id, None)
+        if run is not None:
+            self.tracker.abandon(run)
 
     def release(self, job_id: str) -> None:
         """The task's code is over in this thread: its run is no longer the current one."""
