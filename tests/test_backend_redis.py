@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -374,13 +375,41 @@ def test_open_store_with_a_host_client(prefix: str) -> None:
     client = redis.Redis.from_url(shared_redis_url())
     store = open_store(f"redis://ignored/0?prefix={prefix}", client=client)
     assert isinstance(store, RedisStore)
-    assert (store.client, store.prefix) == (client, prefix)
+    assert store.client.connection_pool is client.connection_pool
+    assert store.prefix == prefix
     store.put(JobRecord(job_id="j", job_status="queued"))
     store.close()
     assert client.hget(f"{prefix}:job:j", "status") == b"queued"
     with pytest.raises(ConfigurationError, match="cannot apply"):
         open_store("redis://", client=client, socket_timeout=1)
     client.close()
+
+
+def test_each_thread_keeps_one_connection_until_close(prefix: str, raw: Any) -> None:
+    """Four threads polling at once hold four connections (plus the one the store loaded its
+    scripts on), whatever the number of calls; closing the store closes them all."""
+    tag = f"jskeep-{prefix[-12:]}"
+
+    def sessions() -> int:
+        return sum(1 for c in raw.client_list() if c.get("name") == tag)
+
+    store = RedisStore.from_url(f"{shared_redis_url()}?prefix={prefix}&client_name={tag}")
+    store.put(JobRecord(job_id="j", job_status="running"))
+    barrier = threading.Barrier(4)
+
+    def poll() -> None:
+        barrier.wait()
+        for _ in range(50):
+            assert store.get("j").job_status == "running"
+
+    threads = [threading.Thread(target=poll) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 4 <= sessions() <= 6
+    store.close()
+    assert sessions() == 0
 
 
 def test_a_unix_socket_url(tmp_path: Path) -> None:

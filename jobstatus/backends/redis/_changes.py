@@ -23,8 +23,6 @@ import redis
 
 from jobstatus.backends.redis._client import ERRORS, failure
 
-__all__ = ["ChangeFeed"]
-
 
 class ChangeFeed:
     """Job ids as a store's writers change them, from Redis pub/sub."""

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from jobstatus.record import FINAL_STATES
 
-__all__ = ["DELETE", "LIST_PAGE", "PURGE_EXPIRED", "PURGE_OLDER", "PUT", "RESTORE"]
-
 # Shared helpers, prepended to every script. ARGV[1] is always the prefix.
 _COMMON = """
 local P = ARGV[1]

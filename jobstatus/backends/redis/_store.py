@@ -32,8 +32,6 @@ from jobstatus.store import (
     version_of,
 )
 
-__all__ = ["DEFAULT_BATCH_SIZE", "RedisStore"]
-
 #: Records per script call for ``restore`` and ``purge``, entries per page for ``list``.
 DEFAULT_BATCH_SIZE = 500
 _RECENT_MAX = 1024
@@ -67,7 +65,7 @@ class RedisStore(BaseStore):
         #: The pub/sub channel every write publishes the job id on.
         self.channel = f"{prefix}:changes"
         # Scripts are sent by SHA1 (EVALSHA) and loaded again after a server restart.
-        registrar = self._connector.client()
+        registrar = self._connector.shared()
         self._put = registrar.register_script(_scripts.PUT)
         self._restore = registrar.register_script(_scripts.RESTORE)
         self._delete = registrar.register_script(_scripts.DELETE)
@@ -90,7 +88,7 @@ class RedisStore(BaseStore):
 
     @property
     def client(self) -> redis.Redis:
-        """The redis-py client this process uses."""
+        """The redis-py client this thread uses (it keeps one connection of the pool)."""
         return self._connector.client()
 
     def _run(self, script: Script, args: list[Any], what: str) -> Any:
@@ -275,7 +273,7 @@ class RedisStore(BaseStore):
 
     def changes(self) -> ChangeFeed:
         """A :class:`ChangeFeed` of the ids this store's writers change (on any process)."""
-        return ChangeFeed(self._connector.client(), self.channel, self.where)
+        return ChangeFeed(self._connector.shared(), self.channel, self.where)
 
     def close(self) -> None:
         """Close the connections of a client the store built; a host's client stays open."""

@@ -21,8 +21,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from jobstatus.errors import ConfigurationError, redact
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisTarget", "parse_redis_url"]
-
 DEFAULT_PREFIX = "jobstatus"
 #: Seconds a connect, and a command's answer, may take before the call fails.
 DEFAULT_TIMEOUT = 5.0
