@@ -86,3 +86,17 @@ def rate(work: Callable[[int], object], seconds: float, *, batch: int = 20) -> f
         now = time.perf_counter()
         if now >= deadline:
             return count / (now - started)
+
+
+def alternate(
+    contenders: dict[str, Callable[[int], object]], rounds: int, seconds: float
+) -> dict[str, list[float]]:
+    """Calls per second of each contender, ``rounds`` times, contenders taking turns so that
+    each sees the same machine; after a short warm-up of each."""
+    for work in contenders.values():  # warm up: connections, prepared statements, caches
+        rate(work, min(seconds, 0.3))
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, work in contenders.items():
+            results[name].append(rate(work, seconds))
+    return results

@@ -78,7 +78,16 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
 _STDLIB_MODULES = ["argparse", "collections", "enum", "os", "pathlib", "types", "urllib"]
-_THIRD_PARTY_MODULES = ["fastapi", "flask", "fsspec", "hypothesis", "sqlalchemy", "st", "starlette"]
+_THIRD_PARTY_MODULES = [
+    "fastapi",
+    "flask",
+    "fsspec",
+    "hypothesis",
+    "redis",
+    "sqlalchemy",
+    "st",
+    "starlette",
+]
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),
 ]
