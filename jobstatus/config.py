@@ -1,4 +1,4 @@
-"""Configuration from the environment, as DESIGN.md lists it.
+"""Configuration from the environment (docs/operations.rst lists every variable).
 
 ``JOBSTATUS_STORE`` names the store; without it the upstream ``LOCAL_STORAGE_PATH`` is a
 filesystem store; without either, ``./jobstatus-data``. ``JOBSTATUS_API_KEYS`` (comma-separated)

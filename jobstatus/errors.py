@@ -1,6 +1,7 @@
 """The errors of jobstatus. Each HTTP-facing one carries its status code and renders its body.
 
-The bodies are those of ``spec/job_status.md``; :meth:`JobStatusError.body` gives them.
+The bodies are the endpoint's documented answers (the docs' "The endpoint" page lists them);
+:meth:`JobStatusError.body` gives them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ConfigurationError",
     "Conflict",
+    "Forbidden",
     "JobCancelled",
     "InvalidRequest",
     "JobNotFound",
@@ -18,6 +20,7 @@ __all__ = [
     "QueueFull",
     "StorageError",
     "Unauthorized",
+    "missing_extra",
     "redact",
 ]
 
@@ -65,6 +68,19 @@ class Unauthorized(JobStatusError):
 
     def body(self) -> dict[str, Any]:
         return {"message": "Unauthorized"}
+
+
+class Forbidden(JobStatusError):
+    """403: the key is good but lacks the scope the route needs (checked before the store)."""
+
+    status = 403
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"the key lacks the {scope!r} scope")
+        self.scope = scope
+
+    def body(self) -> dict[str, Any]:
+        return {"message": "Forbidden"}
 
 
 class JobNotFound(JobStatusError, KeyError):
@@ -155,3 +171,12 @@ class ConfigurationError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
+
+
+def missing_extra(extra: str, cause: ImportError) -> ConfigurationError:
+    """The error for a backend, adapter or command whose optional dependency is not installed:
+    it names the missing module and the ``pip install "jobstatus[extra]"`` line."""
+    return ConfigurationError(
+        f"{cause.name or 'a dependency'} is not installed; "
+        f'install it with: pip install "jobstatus[{extra}]"'
+    )

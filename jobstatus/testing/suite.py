@@ -19,7 +19,8 @@ from jobstatus.testing.strategies import documents
 
 __all__ = ["UPSTREAM_EXAMPLE", "UNSAFE_JOB_IDS", "StoreTests"]
 
-#: The job file of ``spec/job_status.md``'s example.
+#: The job file of the upstream endpoint's documented example (the record its 200 example
+#: answers with).
 UPSTREAM_EXAMPLE: dict[str, Any] = {
     "job_status": "done",
     "job_id": "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7",
