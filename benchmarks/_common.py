@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from jobstatus import JobRecord
+from jobstatus.backends.memory import MemoryStore
+from jobstatus.record import check_job_id
 
 JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 KEY = "benchmark-key"
@@ -100,3 +102,15 @@ def alternate(
         for name, work in contenders.items():
             results[name].append(rate(work, seconds))
     return results
+
+
+class FixedStore(MemoryStore):
+    """Hands back one parsed record: the service's own cost, with no storage at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.record = one_kb_record()
+
+    def get(self, job_id: str) -> JobRecord:
+        check_job_id(job_id)
+        return self.record

@@ -37,14 +37,12 @@ from typing import Any
 import _redis_variants as variants
 import redis
 import rq
-from _common import alternate, call, one_kb_record
+from _common import FixedStore, alternate, call, one_kb_record
 from rq.job import Job
 
 from jobstatus import JobRecord, StatusService
 from jobstatus.adapters.wsgi import make_app
-from jobstatus.backends.memory import MemoryStore
 from jobstatus.backends.redis import RedisStore
-from jobstatus.record import check_job_id
 
 RUN = uuid.uuid4().hex[:8]
 KEY = "benchmark-key"
@@ -143,18 +141,6 @@ def floor_app(client: redis.Redis, prefix: str) -> WSGIApp:
         return [data]
 
     return app
-
-
-class FixedStore(MemoryStore):
-    """Hands back one parsed record: the service's own cost, with no storage at all."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.record = one_kb_record()
-
-    def get(self, job_id: str) -> JobRecord:
-        check_job_id(job_id)
-        return self.record
 
 
 def bench_lookups(url: str, rounds: int, seconds: float) -> dict[str, Any]:

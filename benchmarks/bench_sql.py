@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from _common import alternate, call, one_kb_record
+from _common import FixedStore, alternate, call, one_kb_record
 
 from jobstatus import JobNotFound, JobRecord, StatusService
 from jobstatus.adapters.wsgi import make_app
@@ -183,18 +183,6 @@ def floor_app(raw: Any, table: str, p: str) -> WSGIApp:
         return [data]
 
     return app
-
-
-class FixedStore(MemoryStore):
-    """Hands back one parsed record: the service's own cost, with no storage at all."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.record = one_kb_record()
-
-    def get(self, job_id: str) -> JobRecord:
-        check_job_id(job_id)
-        return self.record
 
 
 class RawDriverStore(MemoryStore):
