@@ -83,11 +83,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")  # quick to make
+
+
+def make_certificates(folder: Path) -> None:
+    """A test CA, a server certificate for 127.0.0.1 and a client certificate, with openssl."""
+    if shutil.which("openssl") is None:
+        service_unavailable("openssl is not installed: the TLS tests need it")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", *_EC_KEY, "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "2", "-subj", "/CN=jobstatus test CA")  # fmt: skip
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, extra in (("server", ["-extfile", "server.ext"]), ("client", [])):
+        openssl("req", *_EC_KEY, "-nodes", "-keyout", f"{name}.key", "-out",
+                f"{name}.csr", "-subj", f"/CN=jobstatus test {name}")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", *extra)  # fmt: skip
+
+
 class RedisServer:
     """A ``redis-server`` of the test's own: nothing saved, nothing shared."""
 
     def __init__(
-        self, folder: Path, *, password: str | None = None, unix_socket: bool = False
+        self,
+        folder: Path,
+        *,
+        password: str | None = None,
+        unix_socket: bool = False,
+        tls: bool = False,
     ) -> None:
         if shutil.which("redis-server") is None:
             service_unavailable("redis-server is not installed")
@@ -95,7 +121,12 @@ class RedisServer:
         self.port = free_port()
         self.password = password
         self.socket_path = folder / "redis.sock" if unix_socket else None
+        #: With ``tls``: the server speaks TLS only and wants a client certificate;
+        #: ``ca.pem``, ``client.pem`` and ``client.key`` are in ``folder``.
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
+        if tls:
+            make_certificates(folder)
 
     @property
     def url(self) -> str:
@@ -103,10 +134,25 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def client(self, db: int = 0) -> Any:
-        return redis.Redis(port=self.port, db=db, password=self.password, socket_timeout=5)
+        tls: dict[str, Any] = {}
+        if self.tls:
+            tls = {"ssl": True, "ssl_ca_certs": str(self.folder / "ca.pem"),
+                   "ssl_certfile": str(self.folder / "client.pem"),
+                   "ssl_keyfile": str(self.folder / "client.key")}  # fmt: skip
+        return redis.Redis(port=self.port, db=db, password=self.password, socket_timeout=5, **tls)
 
     def start(self) -> RedisServer:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        port = (
+            ["--port", "0", "--tls-port", str(self.port)]
+            if self.tls
+            else ["--port", str(self.port)]
+        )
+        command = ["redis-server", *port, "--bind", "127.0.0.1"]
+        if self.tls:
+            folder = self.folder
+            command += ["--tls-cert-file", str(folder / "server.pem"), "--tls-key-file",
+                        str(folder / "server.key"), "--tls-ca-cert-file", str(folder / "ca.pem"),
+                        "--tls-auth-clients", "yes"]  # fmt: skip
         command += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
         if self.password:
             command += ["--requirepass", self.password]

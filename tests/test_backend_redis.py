@@ -42,6 +42,7 @@ from tests.clients import Client  # noqa: E402
 from tests.redis_server import (  # noqa: E402
     RedisServer,
     keys_under,
+    make_certificates,
     new_prefix,
     remove_prefix,
     shared_redis_url,
@@ -419,6 +420,33 @@ def test_a_unix_socket_url(tmp_path: Path) -> None:
             store.put(JobRecord(job_id="j", job_status="done"))
             assert store.get("j").job_status == "done"
         assert server.client(db=1).hget("p:job:j", "status") == b"done"
+
+
+def test_a_tls_url_with_certificates(tmp_path: Path) -> None:
+    """rediss:// to a server that speaks TLS only and wants a client certificate."""
+    with RedisServer(tmp_path, tls=True) as server:
+        certs = {name: tmp_path / f"{name}" for name in ("ca.pem", "client.pem", "client.key")}
+        base = f"rediss://127.0.0.1:{server.port}/0?prefix=tls"
+        full = (f"{base}&ssl_ca_certs={certs['ca.pem']}&ssl_certfile={certs['client.pem']}"
+                f"&ssl_keyfile={certs['client.key']}&socket_timeout=3")  # fmt: skip
+        with open_store(full) as store:
+            store.put(JobRecord(job_id="j", job_status="done"))
+            assert store.get("j").job_status == "done"
+        assert server.client().hget("tls:job:j", "status") == b"done"
+        # the server's certificate is checked against the CA, unless told not to
+        other_ca = tmp_path / "other"
+        other_ca.mkdir()
+        make_certificates(other_ca)
+        wrong = full.replace(str(certs["ca.pem"]), str(other_ca / "ca.pem"))
+        with open_store(wrong) as store, pytest.raises(StorageError, match="certificate verify"):
+            store.get("j")
+        unchecked = wrong + "&ssl_cert_reqs=none"
+        with open_store(unchecked) as store:
+            assert store.get("j").job_status == "done"
+        # no client certificate: the server refuses the connection
+        anonymous = open_store(f"{base}&ssl_ca_certs={certs['ca.pem']}&socket_timeout=3")
+        with anonymous, pytest.raises(StorageError, match="ConnectionError"):
+            anonymous.get("j")
 
 
 # -- Sentinel ----------------------------------------------------------------------------------
