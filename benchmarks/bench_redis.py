@@ -194,6 +194,17 @@ def fill(store: RedisStore, rows: int, recent: int, now: float) -> float:
     return time.perf_counter() - started
 
 
+def script_calls(client: redis.Redis, since: dict[str, float] | None = None) -> dict[str, float]:
+    """Script calls Redis ran and the microseconds they kept it busy (INFO commandstats), since
+    an earlier reading: how long one batch blocks the server's other clients."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+    now = {"calls": float(stats["calls"]), "usec": float(stats["usec"])}
+    if since is None:
+        return now
+    calls, usec = now["calls"] - since["calls"], now["usec"] - since["usec"]
+    return {"calls": calls, "usec": usec, "usec_per_call": usec / calls if calls else 0.0}
+
+
 def timed(work: Callable[[], int], expected: int, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -206,10 +217,12 @@ def timed(work: Callable[[], int], expected: int, repeats: int) -> list[float]:
 
 
 def bench_list(url: str, rows: int, recent: int, repeats: int) -> dict[str, Any]:
-    store = RedisStore.from_url(url, prefix=f"bench-{RUN}-list", batch_size=1000)
+    store = RedisStore.from_url(url, prefix=f"bench-{RUN}-list")
     client = redis.Redis.from_url(url)
     now = time.time()
+    calls = script_calls(client)
     setup = fill(store, rows, recent, now)
+    busy = {"restore": script_calls(client, since=calls)}
     since = now - 600
     first_started = time.perf_counter()
     first = len(list(store.list(since=since)))
@@ -233,7 +246,15 @@ def bench_list(url: str, rows: int, recent: int, repeats: int) -> dict[str, Any]
             lambda: len(list(store.list(status="running"))), half, repeats
         ),
     }  # fmt: skip
+    calls = script_calls(client)
+    len(list(store.list(since=since)))
+    busy["list page"] = script_calls(client, since=calls)
     memory = client.info("memory")["used_memory"]
+    calls = script_calls(client)
+    started = time.perf_counter()
+    purged = store.purge(older_than=now - 86_400)
+    purge_seconds = time.perf_counter() - started
+    busy["purge"] = script_calls(client, since=calls)
     client.close()
     store.close()
     figures = {name: statistics.median(values) for name, values in timings.items()}
@@ -241,6 +262,8 @@ def bench_list(url: str, rows: int, recent: int, repeats: int) -> dict[str, Any]
         "rows": rows,
         "in_window": recent,
         "setup_seconds": setup,
+        "purge_older": {"records": purged, "seconds": purge_seconds},
+        "script_calls": busy,
         "used_memory_bytes": memory,
         "first_call_ms": first_ms,
         "median_ms": figures,
@@ -257,7 +280,7 @@ def bench_memory(url: str, count: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for label, expires in (("no expires_at", None), ("with expires_at", 86_400)):
         prefix = f"bench-{RUN}-mem-{len(figures)}"
-        store = RedisStore.from_url(url, prefix=prefix, batch_size=1000)
+        store = RedisStore.from_url(url, prefix=prefix)
         before = client.info("memory")["used_memory"]
         store.restore(sized_records(count, expires))
         after = client.info("memory")["used_memory"]
@@ -397,6 +420,10 @@ def report(result: dict[str, Any]) -> None:
     )
     for name, value in listing["median_ms"].items():
         print(f"  {name:<58} {value:>8.2f} ms median (p90 {listing['p90_ms'][name]:.2f})")
+    purge = listing["purge_older"]
+    print(f"  purge(older_than): {purge['records']:,} records in {purge['seconds']:.1f} s")
+    for name, calls in listing["script_calls"].items():
+        print(f"  one {name} script call keeps Redis busy {calls['usec_per_call']:,.0f} µs")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def prefix(raw: Any) -> Iterator[str]:
 
 @pytest.fixture
 def redis_store(prefix: str) -> Iterator[RedisStore]:
-    with RedisStore.from_url(shared_redis_url(), prefix=prefix, batch_size=3) as store:
+    with RedisStore.from_url(shared_redis_url(), prefix=prefix, batch_size=3, page_size=3) as store:
         yield store
 
 
@@ -86,7 +86,7 @@ def _in(seconds: float) -> datetime:
 def suite_store(raw: Any) -> Iterator[RedisStore]:
     name = new_prefix("suite")
     # Small batches: list pages, restore batches and purge rounds are all exercised.
-    with RedisStore.from_url(shared_redis_url(), prefix=name, batch_size=2) as store:
+    with RedisStore.from_url(shared_redis_url(), prefix=name, batch_size=2, page_size=2) as store:
         yield store
     remove_prefix(raw, name)
 

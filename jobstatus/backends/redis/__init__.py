@@ -24,7 +24,7 @@ from typing import Any
 
 from jobstatus.backends.redis._changes import ChangeFeed
 from jobstatus.backends.redis._client import Connector
-from jobstatus.backends.redis._store import DEFAULT_BATCH_SIZE, RedisStore
+from jobstatus.backends.redis._store import DEFAULT_BATCH_SIZE, DEFAULT_PAGE_SIZE, RedisStore
 from jobstatus.backends.redis._url import (
     CONNECTION_OPTIONS,
     DEFAULT_PREFIX,
@@ -35,6 +35,7 @@ from jobstatus.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_PAGE_SIZE",
     "DEFAULT_PREFIX",
     "DEFAULT_TIMEOUT",
     "ChangeFeed",
@@ -47,17 +48,18 @@ def open_redis_store(url: str, *, client: Any = None, **options: Any) -> RedisSt
     """Factory for the Redis schemes (``open_store`` calls it).
 
     ``client`` hands the store the host's ``redis.Redis`` (the URL then only picks this
-    backend, and may still give ``prefix``); other keyword options are those of the URL's
-    query: ``prefix``, ``batch_size``, ``socket_timeout``, ``socket_connect_timeout``, the
-    ``ssl_*`` options, ``max_connections``, ``client_name``, ``sentinel_kwargs``.
+    backend, and may still give ``prefix``); ``batch_size`` and ``page_size`` size the script
+    calls; other keyword options are those of the URL's query: ``prefix``, ``socket_timeout``,
+    ``socket_connect_timeout``, the ``ssl_*`` options, ``max_connections``, ``client_name``,
+    and ``sentinel_kwargs``.
     """
     if client is None:
         return RedisStore.from_url(url, **options)
-    batch_size = options.pop("batch_size", DEFAULT_BATCH_SIZE)
+    sizes = {k: options.pop(k) for k in ("batch_size", "page_size") if k in options}
     prefix = options.pop("prefix", None)
     refused = sorted(set(options) & (CONNECTION_OPTIONS | {"sentinel_kwargs"}))
     if refused:
         raise ConfigurationError(f"options {refused} cannot apply to a client you pass")
     if prefix is None:
         prefix = parse_redis_url(url, options).prefix
-    return RedisStore(Connector(client=client), prefix=prefix, batch_size=batch_size)
+    return RedisStore(Connector(client=client), prefix=prefix, **sizes)

@@ -131,15 +131,17 @@ return removed > 0 and 1 or 0
 )
 
 #: A page of a list: ARGV = prefix, index zset, max score, min score, offset, count.
-#: Returns id, score, doc, version for each entry; an entry whose record Redis expired comes
-#: with doc false, and its index entries are gone.
+#: Returns id, score, doc, version for each entry, then 1 if the index has more entries in
+#: the range past this page, else 0. An entry whose record Redis expired comes with doc false,
+#: and its index entries are gone.
 LIST_PAGE = (
     _COMMON
     + """
+local count = tonumber(ARGV[6])
 local entries = redis.call('ZREVRANGEBYSCORE', ARGV[2], ARGV[3], ARGV[4],
-                           'WITHSCORES', 'LIMIT', ARGV[5], ARGV[6])
+                           'WITHSCORES', 'LIMIT', ARGV[5], count + 1)
 local out = {}
-for i = 1, #entries, 2 do
+for i = 1, math.min(#entries, 2 * count), 2 do
   local id = entries[i]
   local found = redis.call('HMGET', P .. ':job:' .. id, 'doc', 'version')
   if not found[1] then unindex(id, false) end
@@ -148,6 +150,7 @@ for i = 1, #entries, 2 do
   out[#out + 1] = found[1]
   out[#out + 1] = found[2]
 end
+out[#out + 1] = #entries > 2 * count and 1 or 0
 return out
 """
 )

@@ -32,8 +32,11 @@ from jobstatus.store import (
     version_of,
 )
 
-#: Records per script call for ``restore`` and ``purge``, entries per page for ``list``.
-DEFAULT_BATCH_SIZE = 500
+#: Records per script call of ``restore`` and ``purge``, and entries per page of ``list`` (a
+#: page costs Redis far less per entry than a write): each call keeps Redis busy, its other
+#: clients waiting, for a few milliseconds at most.
+DEFAULT_BATCH_SIZE = 200
+DEFAULT_PAGE_SIZE = 1000
 _RECENT_MAX = 1024
 _GET_FIELDS = ("doc", "updated_at", "version")
 # A page entry of the list script: the score (updated_at), the id, the record.
@@ -51,14 +54,16 @@ class RedisStore(BaseStore):
         *,
         prefix: str = DEFAULT_PREFIX,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if batch_size < 1 or page_size < 1:
+            raise ValueError("batch_size and page_size must be at least 1")
         self._connector = client if isinstance(client, Connector) else Connector(client=client)
         self.prefix = prefix
         self.batch_size = batch_size
+        self.page_size = page_size
         self.where = self._connector.where
         self._job_prefix = f"{prefix}:job:"
         self._updated_key = f"{prefix}:updated"
@@ -79,9 +84,9 @@ class RedisStore(BaseStore):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
         """A store with a client of its own; ``options`` as in the URL's query."""
-        batch_size = options.pop("batch_size", DEFAULT_BATCH_SIZE)
+        sizes = {k: options.pop(k) for k in ("batch_size", "page_size") if k in options}
         target = parse_redis_url(url, options)
-        return cls(Connector(target=target), prefix=target.prefix, batch_size=batch_size)
+        return cls(Connector(target=target), prefix=target.prefix, **sizes)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.where!r}, prefix={self.prefix!r})"
@@ -136,14 +141,14 @@ class RedisStore(BaseStore):
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
-        """Newest first (ties: job id descending), read in pages of ``batch_size`` entries; a
+        """Newest first (ties: job id descending), read in pages of ``page_size`` entries; a
         record written while a long listing is read may show its new state or be left out."""
         check_limit(limit)
         statuses = normalize_status(status)
         if limit == 0 or (statuses is not None and not statuses):
             return
         low = "-inf" if since is None else repr(float(since))
-        page = self.batch_size if limit is None else min(limit, self.batch_size)
+        page = self.page_size if limit is None else min(limit, self.page_size)
         keys = (
             [self._updated_key]
             if statuses is None
@@ -165,7 +170,8 @@ class RedisStore(BaseStore):
             found = self._run(
                 self._page, [self.prefix, key, high, low, same, page], "cannot list jobs"
             )
-            for n in range(0, len(found), 4):
+            more = found[-1]
+            for n in range(0, len(found) - 1, 4):
                 job_id, score, doc, version = found[n : n + 4]
                 if doc is None:
                     continue  # Redis expired it; the script dropped its index entries
@@ -176,7 +182,7 @@ class RedisStore(BaseStore):
                     last, same = stamp, 1
                 text_id = _text(job_id)
                 yield stamp, _raw(job_id), self._decode(text_id, doc, stamp, version)
-            if len(found) < 4 * page:
+            if not more:
                 return
             if same:
                 high = repr(last)
