@@ -74,7 +74,7 @@ def docs(session: nox.Session) -> None:
     """Build the HTML docs with warnings as errors and run their doctests;
     ``nox -s docs -- serve`` also serves them on http://127.0.0.1:8000."""
     # The FastAPI examples in the docs run through starlette's TestClient, which needs httpx2.
-    session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2")
+    session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", "matplotlib")
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")
     session.run("sphinx-build", "-b", "html", *common, "docs/_build/html")

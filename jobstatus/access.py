@@ -32,9 +32,10 @@ __all__ = ["ALL_SCOPES", "Access", "ApiKeys", "KeyRing", "SCOPES"]
 
 log = logging.getLogger(__name__)
 
-#: The scopes a key may hold: reading one job's status (and waiting on it), listing jobs,
+#: The scopes a key may hold -- reading one job's status (and waiting on it), listing jobs,
 #: cancelling jobs.
 SCOPES = ("read", "list", "cancel")
+#: Every scope, as a set. An :class:`Access` holds them all unless it names fewer.
 ALL_SCOPES = frozenset(SCOPES)
 _READ = frozenset({"read"})
 #: How many verified tokens a service remembers.

@@ -24,11 +24,14 @@ __all__ = [
     "redact",
 ]
 
-# user:password@ in a URL or DSN, and key=value pairs that name a secret.
+# user:password@ in a URL or DSN; key=value pairs that name a secret, and quoted "key": value
+# pairs (JSON, a dict's repr). Not an unquoted "key: value": that is prose, such as MySQL's
+# own "(using password: YES)", which holds no secret.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
 _SECRET_PARAM = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|secret_key|aws_secret_access_key|token|api_key|"
-    r"session_token|account_key|sas_token)\b\s*[=:]\s*)(?P<quote>['\"]?)[^\s&'\",;})]+",
+    r"session_token|account_key|sas_token)\b(?:\s*=\s*|['\"]\s*:\s*))"
+    r"(?P<quote>['\"]?)[^\s&'\",;})]+",
     re.IGNORECASE,
 )
 

@@ -55,7 +55,8 @@ class Run:
     _interval: float = field(default=1.0, repr=False)
     _next_write: float = field(default=0.0, repr=False)
     _pending: tuple[Any, Any, Any, Any] | None = field(default=None, repr=False)
-    #: When this run last wrote its record (time.monotonic()): its heartbeat.
+    #: When this run last wrote its record, on the ``time.monotonic()`` clock. It is the run's
+    #: heartbeat.
     last_write: float = field(default=0.0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -42,7 +42,8 @@ class _Absent(enum.Enum):
 #: ``put(record, expect_version=ABSENT)`` writes only if the job has no (unexpired) record.
 ABSENT = _Absent.ABSENT
 
-#: What ``put``'s ``expect_version`` takes: None (no check), :data:`ABSENT`, or a version.
+#: The values ``put``'s ``expect_version`` takes -- None (no check), :data:`ABSENT`, or a
+#: version.
 ExpectedVersion = str | None | Literal[_Absent.ABSENT]
 
 

@@ -15,6 +15,7 @@ TOP_FILES = ["README.md", "pyproject.toml", "noxfile.py"]
 SUFFIXES = {".py", ".rst", ".md", ".toml", ".txt", ".cfg", ".ini", ".inc"}
 OUTSIDE = re.compile(r"DESIGN\.md|spec/job_status\.md|\.\./shared|/work/shared")
 
+
 def repository_files() -> list[Path]:
     files = [ROOT / name for name in TOP_FILES]
     for folder in SCANNED:
