@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -159,3 +160,37 @@ def test_a_killed_worker_is_reaped_and_a_live_one_is_not(url: str) -> None:
         for process in processes.values():
             process.kill()
             process.join(10)
+
+
+def test_the_reap_command(tmp_path: Path) -> None:
+    from tests.cli_run import cli
+
+    url = str(tmp_path / "data")
+    with open_store(url) as store:
+        store.restore(
+            [
+                JobRecord(job_id="lost-1", job_status="running", updated_at=time.time() - 900),
+                JobRecord(job_id="lost-2", job_status="running", updated_at=time.time() - 900),
+                JobRecord(job_id="alive", job_status="running"),
+            ]
+        )
+    assert cli("reap", "--store", url, "--stale-after", "5m", "--dry-run") == (
+        0,
+        "would fail 2 lost jobs\n",
+        "",
+    )
+    code, out, err = cli("reap", "--store", url, "--stale-after", "5m", "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"reaped": 2, "dry_run": False}
+    with open_store(url) as store:
+        assert {r.job_id: r.job_status for r in store.list()} == {
+            "lost-1": "failed",
+            "lost-2": "failed",
+            "alive": "running",
+        }
+    with pytest.raises(SystemExit) as usage:
+        cli("reap", "--store", url)
+    assert usage.value.code == 2
+    missing = cli("reap", "--store", str(tmp_path / "nowhere"), "--stale-after", "5m")
+    assert missing[0] == 1
+    assert "store does not exist" in missing[2]
