@@ -2,7 +2,7 @@
 jobstatus.integrations.rq.RecordedJob`` on Redis (database 6, this file's own: emptied when
 done).
 
-The worker and the test share a filesystem store. Every state a job goes through is read from
+The worker and the test share a SQLite store. Every state a job goes through is read from
 the store and over the status endpoint: queued, running with progress, done, failed, queued
 again for a retry (raised or returned), cancelled (queued, by RQ's stop command, and
 cooperatively), failed when the work horse is killed, and still running when the whole worker
@@ -95,7 +95,8 @@ def rqd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rqd]:
     root = tmp_path_factory.mktemp("rq")
     (root / "gates").mkdir()
     name = f"jobstatus-test-{uuid.uuid4().hex[:10]}"
-    store_url = str(root / "store")
+    pytest.importorskip("sqlalchemy")
+    store_url = f"sqlite:///{root / 'jobs.db'}"
     queue, recorder = rq_jobs.make_queue(redis, store_url, name)
     worker = start_worker(
         worker_argv(redis, name), worker_env(redis, store_url, name), root / "worker.log"
