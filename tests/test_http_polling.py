@@ -585,10 +585,10 @@ def test_the_post_list_takes_a_status_filter(client: Client) -> None:
 
 def test_a_long_post_list_is_streamed_and_the_same_json(adapter: str) -> None:
     store = MemoryStore()  # (2,600 fsynced files would only make the test slow)
+    fill(store, 2600, base=time.time() - 100)
     store.put(JobRecord.from_dict(UPSTREAM_EXAMPLE))
     store.put(JobRecord(job_id=RUNNING, job_status="running"))
     client = ADAPTERS[adapter][0](make_service(store))
-    fill(store, 2600, base=time.time() - 1)
     answer = post(client, LISTING, {"since_seconds": 3600})
     assert answer.status == 200
     assert "content-length" not in answer.headers  # streamed
