@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -42,7 +43,8 @@ def wsgi_client(service: StatusService) -> Client:
         path, _, query = path.partition("?")
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
-            "PATH_INFO": path,
+            # as a server does: unescaped, the bytes seen as latin-1 (PEP 3333)
+            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
             "QUERY_STRING": query,
             "SERVER_NAME": "test",
             "SERVER_PORT": "80",

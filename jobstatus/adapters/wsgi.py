@@ -62,9 +62,12 @@ def make_app(service: StatusService) -> WSGIApp:
         # WSGI decodes headers as latin-1; keys are UTF-8 (ASCII reads the same in both)
         if key is not None and not key.isascii():
             key = key.encode("latin-1").decode("utf-8", "surrogateescape")
+        path = environ.get("PATH_INFO") or "/"
+        if not path.isascii():  # WSGI decodes the (unescaped) path as latin-1; URLs are UTF-8
+            path = path.encode("latin-1").decode("utf-8", "replace")
         request = Request(
             method,
-            environ.get("PATH_INFO") or "/",
+            path,
             read_body(environ, service.max_body_bytes) if method == "POST" else b"",
             key,
             environ.get("QUERY_STRING") or "",

@@ -87,7 +87,12 @@ class FolderWatch:
             if self._watch is None:  # the folder went away meanwhile
                 return None
             order = self._order
-            start = 0 if since is None else bisect.bisect_left(order, (int(since * 1e9) - 2, ""))
+            if since is None or since <= 0:
+                start = 0
+            elif since < 1e11:  # (not NaN, not infinite: a time before the year 5138)
+                start = bisect.bisect_left(order, (int(since * 1e9) - 2, ""))
+            else:
+                start = len(order)
             found = order[start:]
         found.reverse()
         if since is not None:  # compare exactly as a scan does, on the stamp in seconds
