@@ -122,15 +122,21 @@ class Hub:
         self._wake_w = -1
         self._retries: dict[int, weakref.WeakMethod[Callable[[], bool]]] = {}
 
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's instance, thread and lock (which another thread of the parent
+        may have held at the fork)."""
+        self.lock = threading.RLock()
+        if self._fd >= 0:
+            os.close(self._fd)  # our copy; the parent keeps its own
+        self._fd, self._pid = -1, os.getpid()
+        self._handlers.clear()
+        self._retries.clear()
+        self._readers, self._reader, self._wake_w = 0, None, -1
+        self.generation += 1
+
     def _instance(self) -> int:
-        if self._pid != os.getpid():  # forked: forget the parent's instance and thread
-            if self._fd >= 0:
-                os.close(self._fd)
-            self._fd, self._pid = -1, os.getpid()
-            self._handlers.clear()
-            self._retries.clear()
-            self._readers, self._reader, self._wake_w = 0, None, -1
-            self.generation += 1
+        if self._pid != os.getpid():  # forked without the fork hook (os.fork in C code)
+            self.after_fork_in_child()
         if self._fd < 0:
             if _LIBC is None:
                 raise OSError(errno.ENOSYS, "inotify is not available on this platform")
@@ -280,3 +286,4 @@ def _read_events(fd: int) -> list[tuple[int, Event]]:
 
 #: The process's hub.
 HUB = Hub()
+os.register_at_fork(after_in_child=HUB.after_fork_in_child)
