@@ -90,7 +90,9 @@ class FolderWatch:
             if since is None or since <= 0:
                 start = 0
             elif since < 1e11:  # (not NaN, not infinite: a time before the year 5138)
-                start = bisect.bisect_left(order, (int(since * 1e9) - 2, ""))
+                # A float holds today's time to about 240 ns: start a millisecond early, then
+                # compare each stamp exactly as a scan does.
+                start = bisect.bisect_left(order, (int(since * 1e9) - 1_000_000, ""))
             else:
                 start = len(order)
             found = order[start:]
