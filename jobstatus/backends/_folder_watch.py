@@ -23,7 +23,6 @@ rebuilt by a scan and subscribers are told that changes may have been missed.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import itertools
 import logging
 import os
@@ -72,8 +71,10 @@ class FolderWatch:
         self._closed = False
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # an interpreter shutting down: nothing to do
+        try:  # (not contextlib: an interpreter shutting down may have unloaded it already)
             self.close()
+        except Exception:  # shutting down: nothing is left to release
+            return
 
     # -- the index -------------------------------------------------------------------------
 
