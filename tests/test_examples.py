@@ -61,9 +61,9 @@ class RecordingStore(MemoryStore):
         super().__init__()
         self.states: list[str] = []
 
-    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
+    def put(self, record: JobRecord, **conditions: Any) -> JobRecord:
         self.states.append(record.job_status)
-        return super().put(record, force=force)
+        return super().put(record, **conditions)
 
 
 @pytest.fixture(autouse=True)

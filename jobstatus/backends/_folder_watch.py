@@ -23,6 +23,7 @@ rebuilt by a scan and subscribers are told that changes may have been missed.
 from __future__ import annotations
 
 import bisect
+import errno
 import itertools
 import logging
 import os
@@ -50,6 +51,8 @@ _FOLDER_GONE = _inotify.IN_DELETE_SELF | _inotify.IN_MOVE_SELF | _inotify.IN_IGN
 # After inotify could not be set up (limits reached), how long until it is tried again.
 _RETRY_SECONDS = 30.0
 _keys = itertools.count()
+# Errors that say inotify is out of reach for a while: no instance or watch left, no inotify.
+_LIMITS = frozenset({errno.ENOSPC, errno.EMFILE, errno.ENFILE, errno.ENOSYS, errno.ENOMEM})
 
 
 class FolderWatch:
@@ -112,12 +115,11 @@ class FolderWatch:
             return False
         try:
             self._watch = HUB.watch(self._folder, _MASK, self._on_event)
-        except FileNotFoundError:
-            return False  # no folder yet: the first write makes it
         except OSError as exc:
-            self._retry_at = time.monotonic() + _RETRY_SECONDS
-            log.warning("no change notification for %s (%s): listing scans", self._folder, exc)
-            return False
+            if exc.errno in _LIMITS:  # the kernel's or the process's limits: not soon
+                self._retry_at = time.monotonic() + _RETRY_SECONDS
+                log.warning("no change notification for %s (%s): listing scans", self._folder, exc)
+            return False  # otherwise no folder (yet), or not one: scanning says what is wrong
         self._rescan()
         if self._callbacks:
             HUB.retry_later(self._key, None)
