@@ -72,6 +72,7 @@ def make_app(service: StatusService) -> WSGIApp:
             key,
             environ.get("QUERY_STRING") or "",
             environ.get("HTTP_IF_NONE_MATCH"),
+            environ.get("HTTP_AUTHORIZATION"),
         )
         outcome = service.respond(request)
         reply = outcome if isinstance(outcome, Reply) else outcome.result()
