@@ -301,19 +301,13 @@ def _shown(record: JobRecord | None) -> str:
 
 
 def redis_url(db: int) -> str:
-    """The test Redis at 127.0.0.1:6379, database ``db`` -- each test file owns one and
-    empties it when done; skip (fail in CI) when Redis is not there."""
-    import redis
+    """The shared test Redis (``tests/redis_server.py``), database ``db`` -- each test file
+    owns one and empties it when done; skip (fail in CI) when Redis is not there."""
+    from urllib.parse import urlsplit
 
-    url = os.environ.get("JOBSTATUS_TEST_REDIS_HOST", "redis://127.0.0.1:6379")
-    client = redis.Redis.from_url(f"{url}/{db}", socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        service_unavailable(f"Redis is not reachable at {url}: {exc}")
-    finally:
-        client.close()
-    return f"{url}/{db}"
+    from tests.redis_server import shared_redis_url
+
+    return urlsplit(shared_redis_url())._replace(path=f"/{db}").geturl()
 
 
 def empty_redis(url: str) -> None:
