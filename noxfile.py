@@ -21,7 +21,7 @@ SERVICE_TOOLS = [
     "httpx",
     "schemathesis>=3.30",
     "openapi-spec-validator",
-    "celery>=5.3",
+    "dramatiq[redis]>=2.0",
 ]
 
 
@@ -74,7 +74,7 @@ def docs(session: nox.Session) -> None:
     """Build the HTML docs with warnings as errors and run their doctests;
     ``nox -s docs -- serve`` also serves them on http://127.0.0.1:8000."""
     # The FastAPI examples in the docs run through starlette's TestClient, which needs httpx2.
-    session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2")
+    session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", "matplotlib")
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")
     session.run("sphinx-build", "-b", "html", *common, "docs/_build/html")
@@ -87,7 +87,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks (not part of CI); figures land in benchmarks/results/."""
-    session.install("-e", ".[all]", "moto[server]>=5", "celery>=5.3")
+    session.install("-e", ".[all]", "moto[server]>=5", "celery>=5.3", "rq>=2", "hiredis")
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
             session.run("python", f"benchmarks/{script}", *session.posargs)

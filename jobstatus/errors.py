@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 __all__ = [
     "ConfigurationError",
     "Conflict",
+    "Forbidden",
     "JobCancelled",
     "InvalidRequest",
     "JobNotFound",
@@ -23,11 +24,14 @@ __all__ = [
     "redact",
 ]
 
-# user:password@ in a URL or DSN, and key=value pairs that name a secret.
+# user:password@ in a URL or DSN; key=value pairs that name a secret, and quoted "key": value
+# pairs (JSON, a dict's repr). Not an unquoted "key: value": that is prose, such as MySQL's
+# own "(using password: YES)", which holds no secret.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
 _SECRET_PARAM = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|secret_key|aws_secret_access_key|token|api_key|"
-    r"session_token|account_key|sas_token)\b\s*[=:]\s*)(?P<quote>['\"]?)[^\s&'\",;})]+",
+    r"session_token|account_key|sas_token)\b(?:\s*=\s*|['\"]\s*:\s*))"
+    r"(?P<quote>['\"]?)[^\s&'\",;})]+",
     re.IGNORECASE,
 )
 
@@ -69,6 +73,19 @@ class Unauthorized(JobStatusError):
         return {"message": "Unauthorized"}
 
 
+class Forbidden(JobStatusError):
+    """403: the key is good but lacks the scope the route needs (checked before the store)."""
+
+    status = 403
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"the key lacks the {scope!r} scope")
+        self.scope = scope
+
+    def body(self) -> dict[str, Any]:
+        return {"message": "Forbidden"}
+
+
 class JobNotFound(JobStatusError, KeyError):
     """404: no record has this job id."""
 
@@ -106,6 +123,10 @@ class JobCancelled(Exception):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} was cancelled")
         self.job_id = job_id
+
+    def __reduce__(self) -> tuple[type[JobCancelled], tuple[str]]:
+        # Keeps job_id across pickling (process pools, task queues' result backends).
+        return type(self), (self.job_id,)
 
 
 class QueueFull(JobStatusError):

@@ -100,7 +100,8 @@ class Progress:
 
     @property
     def fraction(self) -> float | None:
-        """How much is done, from 0 to 1: from ``percent``, else from ``current``/``total``."""
+        """How much is done, from 0 to 1, taken from ``percent``, else from ``current``/``total``
+        (None when neither says)."""
         if self.percent is not None:
             return self.percent / 100
         if self.current is not None and self.total:

@@ -120,7 +120,7 @@ class JobRecord:
     cancel_requested_at: datetime | None = None
     #: Whose job this is (keys bound to an owner see only their owner's jobs).
     owner: str | None = None
-    #: The stored document's version, set by the store on every record it returns: it changes
+    #: The stored document's version, set by the store on every record it returns. It changes
     #: whenever the stored document changes. Storage metadata, like ``updated_at``.
     version: str | None = field(default=None, compare=False)
     _compact: str | None = field(default=None, init=False, repr=False, compare=False)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobstatus.errors import ConfigurationError, missing_extra
+from jobstatus.schema import UUID_PATTERN
 
 __all__ = ["check_address", "serve"]
 
@@ -60,9 +61,11 @@ def serve(
     workers: int = 2,
     build_number: str | None = None,
     upstream_wire: bool = False,
+    job_id_pattern: str = UUID_PATTERN,
     extra_options: dict[str, Any] | None = None,
 ) -> None:
-    """Run gunicorn in the foreground until it is stopped.
+    """Run gunicorn in the foreground until it is stopped. ``job_id_pattern`` is the
+    :class:`~jobstatus.StatusService`'s: the job ids it serves (a UUID by default).
 
     Raises :class:`~jobstatus.ConfigurationError` before starting gunicorn when gunicorn is not
     installed, ``workers`` is below 1, the address cannot be bound (:func:`check_address`) or
@@ -96,7 +99,11 @@ def serve(
         def load(self) -> Callable[..., Any]:
             store = open_store(store_url)
             service = StatusService(
-                store, api_keys=api_keys, build_number=build_number, upstream_wire=upstream_wire
+                store,
+                api_keys=api_keys,
+                build_number=build_number,
+                upstream_wire=upstream_wire,
+                job_id_pattern=job_id_pattern,
             )
             return make_app(service)
 

@@ -107,3 +107,21 @@ def test_the_route_is_not_mounted_unless_allowed(adapter: str, store: Store) -> 
     assert answer.status == 404
     # the path is unknown (the host's own 404 under Flask), not the job
     assert b"Job not found" not in answer.body
+
+
+@pytest.mark.extras
+def test_openapi_documents_the_cancel_route(store: Store, tracker: JobTracker) -> None:
+    fastapi = pytest.importorskip("fastapi")
+    from jobstatus.adapters.fastapi import make_router
+
+    app = fastapi.FastAPI()
+    app.include_router(make_router(StatusService(store, api_keys=[KEY], allow_cancel=tracker)))
+    operation = app.openapi()["paths"][CANCEL]["post"]
+    assert operation["operationId"] == "cancelJob"
+    answers = operation["responses"]
+    assert sorted(answers) == ["200", "202", "400", "401", "403", "404", "500"]
+    running = answers["202"]["content"]["application/json"]["example"]
+    assert running["code"] == 202
+    assert running["response"]["job_status"] == "running"
+    assert "cancel_requested_at" in running["response"]
+    assert answers["200"]["content"]["application/json"]["example"]["code"] == 200

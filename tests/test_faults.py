@@ -38,10 +38,6 @@ from tests.clients import wsgi_client
 from tests.conftest import service_unavailable
 from tests.tcp_proxy import TcpProxy
 
-# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
-
 KEY = "fault-test-key"
 JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 STATUS = "/v1/toolkit/job/status"
@@ -55,7 +51,8 @@ def report(capsys: pytest.CaptureFixture[str], name: str, **figures: Any) -> Non
 
 
 def upstream_document(n: int, job_id: str = JOB_ID) -> dict[str, Any]:
-    """A job file as the upstream queue writes it (spec/job_status.md's example), numbered."""
+    """A job file as the upstream queue writes it (the upstream documentation's example),
+    numbered."""
     doc = copy.deepcopy(UPSTREAM_EXAMPLE)
     doc.update(job_status="running" if n % 2 else "queued", job_id=job_id)
     doc["response"].update(job_id=job_id, response=f"step {n}", n=n)

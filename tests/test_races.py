@@ -17,19 +17,13 @@ from typing import Any, NamedTuple
 import pytest
 
 from jobstatus import Conflict, JobRecord, open_store
-from tests import s3_server
 from tests.conftest import service_unavailable
-from tests.s3_server import S3Endpoint
 
 RUNNERS = 4
 JOBS = 12  # races per test: a read-then-write window shows up in one of them
 EARLY_RUNNING_WRITES = 3  # the finisher writes "running" a few times before "done"
 SEEN_DONE = 3  # a runner moves on once its "running" was refused this many times
 MAX_WRITES = 2_000  # per job and runner: a store that never says "done" fails, not hangs
-
-# The local S3 endpoint's fixtures (tests/s3_server.py), used without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
 
 
 class Target(NamedTuple):
@@ -134,14 +128,6 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         yield from _sql_target("mysql+pymysql://root@127.0.0.1:3306/test", 3306)
     else:
         yield Target(request.getfixturevalue("s3_store_url"), {})
-
-
-@pytest.fixture
-def s3_store_url(request: pytest.FixtureRequest) -> str:
-    """A fresh prefix in the bucket of the local S3 endpoint (tests/s3_server.py)."""
-    pytest.importorskip("s3fs")
-    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
-    return endpoint.store_url()
 
 
 def test_late_running_writes_from_other_processes_never_undo_done(target: Target) -> None:

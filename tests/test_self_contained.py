@@ -15,17 +15,6 @@ TOP_FILES = ["README.md", "pyproject.toml", "noxfile.py"]
 SUFFIXES = {".py", ".rst", ".md", ".toml", ".txt", ".cfg", ".ini", ".inc"}
 OUTSIDE = re.compile(r"DESIGN\.md|spec/job_status\.md|\.\./shared|/work/shared")
 
-#: Files that still cite an outside document, each to be fixed by its owner. An entry that no
-#: longer does fails the test too, so the list only ever shrinks.
-NOT_YET_FIXED = {
-    "jobstatus/config.py",
-    "jobstatus/envelope.py",
-    "jobstatus/schema.py",
-    "docs/stores.rst",
-    "tests/test_faults.py",
-    "pyproject.toml",
-}
-
 
 def repository_files() -> list[Path]:
     files = [ROOT / name for name in TOP_FILES]
@@ -44,5 +33,4 @@ def test_no_file_cites_a_document_outside_the_repository() -> None:
         for path in repository_files()
         if OUTSIDE.search(path.read_text(encoding="utf-8", errors="replace"))
     }
-    assert citing - NOT_YET_FIXED == set(), "cite the docs, or keep the data in the repository"
-    assert NOT_YET_FIXED - citing == set(), "fixed: remove these from NOT_YET_FIXED"
+    assert citing == set(), "cite the docs, or keep the data in the repository"

@@ -50,7 +50,8 @@ class StoreStateMachine(RuleBasedStateMachine):
         clear(self.store)
         self.model = MemoryStore()
         self.ids: list[str] = []
-        #: job_id -> (version, document) last seen in the store and in the model (None: absent)
+        #: The (version, document) of each job id last seen in the store and in the model, None
+        #: when absent.
         self.seen: dict[str, tuple[str, dict[str, Any]] | None] = {}
         self.model_seen: dict[str, str | None] = {}
 
