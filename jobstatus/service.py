@@ -27,7 +27,7 @@ from jobstatus.errors import (
     Unauthorized,
     redact,
 )
-from jobstatus.record import dump_compact
+from jobstatus.record import JobRecord, dump_compact
 from jobstatus.schema import (
     DEFAULT_MAX_BODY_BYTES,
     JOB_STATUS_SCHEMA,
@@ -40,6 +40,7 @@ from jobstatus.schema import (
 )
 from jobstatus.store import Store
 from jobstatus.tracker import JobTracker
+from jobstatus.webhooks.state import WEBHOOK_KEY, public_document
 
 __all__ = [
     "JOBS_STATUS_PATH",
@@ -47,6 +48,7 @@ __all__ = [
     "JOB_STATUS_PATH",
     "Reply",
     "StatusService",
+    "document_json",
     "dump_json",
 ]
 
@@ -239,13 +241,13 @@ class StatusService:
 
     def _job_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
         job_id: str = payload["job_id"]
-        return self.store.get(job_id).compact_json(), job_id, 200
+        return document_json(self.store.get(job_id)), job_id, 200
 
     def _cancel_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
         job_id: str = payload["job_id"]
         assert self._canceller is not None  # the route is mounted only with one
         record = self._canceller.cancel(job_id)
-        return record.compact_json(), job_id, 200 if record.is_final else 202
+        return document_json(record), job_id, 200 if record.is_final else 202
 
     def _read_jobs_request(self, body: bytes) -> dict[str, Any]:
         return self._validate_jobs(
@@ -322,6 +324,14 @@ class StatusService:
             )
             return Reply.json(error.status, envelope)
         return Reply.json(error.status, error.body())
+
+
+def document_json(record: JobRecord) -> str:
+    """A record's document as an answer shows it: its cached compact JSON, or, for a document
+    with a webhook, that JSON with the webhook URL's secrets redacted (only those pay)."""
+    if WEBHOOK_KEY in record.extra:
+        return dump_compact(public_document(record))
+    return record.compact_json()
 
 
 def _scalar_json(value: Any) -> str:

@@ -9,11 +9,14 @@ the upstream job file::
 
 plus ``created_at``, ``started_at``, ``ended_at``, the last ``progress``, ``expires_at`` (with
 ``result_ttl``/``failure_ttl``) and ``owner``. A tracked job costs three writes -- queued,
-running, final -- and progress at most one more per ``progress_interval``.
+running, final -- and progress at most one more per ``progress_interval``. A job with a
+``webhook_url`` carries its delivery's state in the same writes (``webhook``); the deliverer's
+own writes come after the final one (:mod:`jobstatus.webhooks`).
 
 The tracker holds no lock, thread or connection of its own: the process id is read at each
 write and the jobs waiting to start are a plain ordered dict, so a host that forks (gunicorn,
-multiprocessing) keeps recording correctly in every process.
+multiprocessing) keeps recording correctly in every process. Its heartbeat and webhook
+deliverer start their threads in the process that needs them, a forked child its own.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from jobstatus.lifecycle import format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, JobState, check_job_id
 from jobstatus.run import MAX_ATTEMPTS, Run, utc_now
 from jobstatus.store import Store
+from jobstatus.webhooks import Deliverer, Webhooks
+from jobstatus.webhooks.state import WEBHOOK_KEY, job_ended, new_webhook, webhook_of, with_webhook
 
 __all__ = ["MAX_REMEMBERED", "CANCELLED_CODE", "JobTracker", "Run"]
 
@@ -54,6 +59,7 @@ class _Submission(NamedTuple):
     queued_at: float  # time.monotonic(): one clock for every process of the machine
     created_at: datetime
     owner: str | None
+    webhook: dict[str, Any] | None
 
 
 class JobTracker:
@@ -72,6 +78,8 @@ class JobTracker:
         owner: the owner of the jobs this tracker submits, unless ``submit`` names another.
         heartbeat_interval: a run that has not written for this many seconds gets its
             record written again, so :meth:`reap` can tell a live run from a lost one.
+        webhooks: lets jobs name a ``webhook_url`` (:class:`~jobstatus.Webhooks`): this
+            tracker's :attr:`deliverer` sends each job's final envelope there when it ends.
     """
 
     def __init__(
@@ -86,6 +94,7 @@ class JobTracker:
         failure_ttl: float | None = None,
         owner: str | None = None,
         heartbeat_interval: float = 30.0,
+        webhooks: Webhooks | None = None,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must not be negative, got {progress_interval}")
@@ -101,6 +110,14 @@ class JobTracker:
         self.failure_ttl = failure_ttl
         self.owner = owner
         self._heartbeat = Heartbeat(heartbeat_interval)
+        self.webhooks = webhooks
+        #: Sends this tracker's webhooks from background threads of the process that ends the
+        #: job (None without ``webhooks``, or with ``deliver_in_process=False``).
+        self.deliverer = (
+            Deliverer(store, webhooks)
+            if webhooks is not None and webhooks.deliver_in_process
+            else None
+        )
         # Plain dict operations only (atomic under the GIL): nothing to re-create after a fork.
         self._waiting: OrderedDict[str, _Submission] = OrderedDict()
 
@@ -119,13 +136,17 @@ class JobTracker:
         id: Any = None,
         job_id: str | None = None,
         owner: str | None = None,
+        webhook_url: str | None = None,
     ) -> str:
         """Record a new job as ``queued`` (``created_at`` now) and return its id (a fresh UUID
         unless given).
 
         ``endpoint`` and ``id`` (the client's request id) go into the envelope when the job
         finishes. Raises :class:`~jobstatus.QueueFull` when ``max_queue_length`` jobs wait.
+        ``webhook_url`` receives the final envelope when the job ends; a bad one (or one on a
+        tracker without ``webhooks=``) is a :class:`ValueError` before anything is written.
         """
+        webhook = new_webhook(webhook_url, configured=self.webhooks is not None)
         job_id = str(uuid.uuid4()) if job_id is None else check_job_id(job_id)
         waiting = self.queue_length
         if 0 < self.max_queue_length <= waiting:
@@ -140,8 +161,11 @@ class JobTracker:
             )
         owner = self.owner if owner is None else owner
         created_at = utc_now()
-        self.store.put(self._record(job_id, JobState.QUEUED, created_at=created_at, owner=owner))
-        self._waiting[job_id] = _Submission(endpoint, id, time.monotonic(), created_at, owner)
+        queued = self._record(job_id, JobState.QUEUED, created_at=created_at, owner=owner)
+        self.store.put(queued if webhook is None else with_webhook(queued, webhook))
+        self._waiting[job_id] = _Submission(
+            endpoint, id, time.monotonic(), created_at, owner, webhook
+        )
         while len(self._waiting) > MAX_REMEMBERED:
             self._waiting.popitem(last=False)
         return job_id
@@ -151,19 +175,24 @@ class JobTracker:
         (what the runner answered, e.g. its execution name). The runner later records the
         rest with a tracker of its own."""
         submission = self._waiting.pop(job_id, None)
-        return self.store.put(
-            self._record(
-                job_id,
-                JobState.SUBMITTED,
-                response,
-                created_at=None if submission is None else submission.created_at,
-                owner=self.owner if submission is None else submission.owner,
-            )
+        submitted = self._record(
+            job_id,
+            JobState.SUBMITTED,
+            response,
+            created_at=None if submission is None else submission.created_at,
+            owner=self.owner if submission is None else submission.owner,
         )
+        webhook = None if submission is None else submission.webhook
+        return self.store.put(submitted if webhook is None else with_webhook(submitted, webhook))
 
     @contextmanager
     def run(
-        self, job_id: str | None = None, *, endpoint: str | None = None, id: Any = None
+        self,
+        job_id: str | None = None,
+        *,
+        endpoint: str | None = None,
+        id: Any = None,
+        webhook_url: str | None = None,
     ) -> Iterator[Run]:
         """Record the work inside the ``with`` block: ``running`` on entry (``started_at``),
         then ``done`` with the envelope, ``failed`` with the error when the block raises (then
@@ -177,7 +206,10 @@ class JobTracker:
         fresh id, ``queue_time`` 0, ``created_at`` = ``started_at``). A job submitted by
         another process (a separate worker) needs ``endpoint`` (and ``id``) here; its
         ``queue_time`` is measured from the stored ``queued`` record's ``updated_at``.
+        ``webhook_url`` is as for :meth:`submit` (it replaces the one the job was submitted
+        with).
         """
+        webhook = new_webhook(webhook_url, configured=self.webhooks is not None)
         started = time.monotonic()
         started_at = utc_now()
         created_at: datetime | None = started_at
@@ -189,10 +221,13 @@ class JobTracker:
             endpoint = submission.endpoint if endpoint is None else endpoint
             id = submission.id if id is None else id
             created_at, owner = submission.created_at, submission.owner
+            webhook = submission.webhook if webhook is None else webhook
         else:
             queue_time, stored = self._time_in_queue(job_id)
             if stored is not None:
                 created_at, owner = stored.created_at, stored.owner
+                if webhook is None and (carried := webhook_of(stored)) is not None:
+                    webhook = dict(carried)
         if endpoint is None:
             raise TypeError(
                 f"run({job_id!r}) needs endpoint=...: this tracker did not submit that job"
@@ -200,6 +235,8 @@ class JobTracker:
         running = self._record(
             job_id, JobState.RUNNING, created_at=created_at, started_at=started_at, owner=owner
         )
+        if webhook is not None:
+            running = with_webhook(running, webhook)
         run = Run(
             job_id=job_id,
             endpoint=endpoint,
@@ -266,7 +303,7 @@ class JobTracker:
             else:
                 new = replace(stored, cancel_requested_at=now)
             try:
-                return self.store.put(new, expect_version=stored.version)
+                return self._notify(self.store.put(new, expect_version=stored.version))
             except Conflict:
                 continue
         raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
@@ -304,7 +341,7 @@ class JobTracker:
             )
             lost = self._ended(record, JobState.FAILED, envelope, utc_now())
             try:
-                self.store.put(lost, expect_version=record.version)
+                self._notify(self.store.put(lost, expect_version=record.version))
             except Conflict:
                 continue  # the worker wrote meanwhile: it is alive
             reaped += 1
@@ -349,11 +386,15 @@ class JobTracker:
             return ended if pending is None else replace(ended, progress=pending)
 
         run._update(final)
+        if run.record is not None:
+            self._notify(run.record)
 
     def _ended(
         self, record: JobRecord, status: JobState, envelope: Any, ended_at: datetime
     ) -> JobRecord:
         ttl = self.result_ttl if status is JobState.DONE else self.failure_ttl
+        if WEBHOOK_KEY in record.extra:
+            record = job_ended(record, ended_at)  # the delivery falls due with this write
         return replace(
             record,
             job_status=status,
@@ -401,6 +442,12 @@ class JobTracker:
             response=response,
             **lifecycle,
         )
+
+    def _notify(self, record: JobRecord) -> JobRecord:
+        """Hand a final record with a pending delivery to this tracker's deliverer."""
+        if self.deliverer is not None and record.is_final and WEBHOOK_KEY in record.extra:
+            self.deliverer.notify(record)
+        return record
 
     def _time_in_queue(self, job_id: str) -> tuple[float, JobRecord | None]:
         """Seconds since the stored ``queued`` (or ``submitted``) record was written, and
