@@ -39,7 +39,13 @@ from jobstatus.record import JobRecord, JobState, check_job_id
 from jobstatus.run import MAX_ATTEMPTS, Run, utc_now
 from jobstatus.store import Store
 from jobstatus.webhooks import Deliverer, Webhooks
-from jobstatus.webhooks.state import WEBHOOK_KEY, job_ended, new_webhook, webhook_of, with_webhook
+from jobstatus.webhooks.state import (
+    WEBHOOK_KEY,
+    ended_extra,
+    new_webhook,
+    webhook_of,
+    with_webhook,
+)
 
 __all__ = ["MAX_REMEMBERED", "CANCELLED_CODE", "JobTracker", "Run"]
 
@@ -393,10 +399,12 @@ class JobTracker:
         self, record: JobRecord, status: JobState, envelope: Any, ended_at: datetime
     ) -> JobRecord:
         ttl = self.result_ttl if status is JobState.DONE else self.failure_ttl
-        if WEBHOOK_KEY in record.extra:
-            record = job_ended(record, ended_at)  # the delivery falls due with this write
+        extra = record.extra
+        if WEBHOOK_KEY in extra:
+            extra = ended_extra(extra, ended_at)  # the delivery falls due with this write
         return replace(
             record,
+            extra=extra,
             job_status=status,
             process_id=os.getpid(),
             response=envelope,

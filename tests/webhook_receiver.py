@@ -42,6 +42,7 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once, as real servers do
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -23,7 +23,6 @@ first :meth:`~Deliverer.notify` or :meth:`~Deliverer.start`; a forked child star
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import os
@@ -40,6 +39,7 @@ from jobstatus.errors import Conflict, JobNotFound, redact
 from jobstatus.record import FINAL_STATES, JobRecord, dump_compact
 from jobstatus.store import Store
 from jobstatus.webhooks.config import JITTER, Webhooks
+from jobstatus.webhooks.schedule import DueDeliveries
 from jobstatus.webhooks.sending import Sender
 from jobstatus.webhooks.signing import signed_headers
 from jobstatus.webhooks.state import (
@@ -63,8 +63,6 @@ SWEEP_OVERLAP = 5.0
 STORE_RETRY_DELAY = 5.0
 #: Conditional writes tried before giving up on a record that keeps changing.
 _MAX_WRITES = 10
-#: Records kept in memory for deliveries due sooner than this (seconds): they cost no read.
-_HINT_HORIZON = 300.0
 
 _fork_guard = threading.Lock()
 
@@ -104,10 +102,8 @@ class Deliverer:
         if inherited is not None:
             inherited.forget()
         self._pid = os.getpid()
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, str]] = []
-        self._due: dict[str, float] = {}
-        self._hints: dict[str, JobRecord] = {}
+        self._due = DueDeliveries()
+        self._cond = self._due.cond
         self._busy: set[str] = set()
         self._again: set[str] = set()
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -143,9 +139,17 @@ class Deliverer:
             if self._threads and not self._stopping:
                 return
             self._stopping = False
-            threads = [threading.Thread(target=self._schedule_loop, name="jobstatus-webhooks")]
+            # A fresh queue: threads of an earlier start() that are still ending keep theirs.
+            self._queue, self._busy, self._again = queue.SimpleQueue(), set(), set()
+            threads = [
+                threading.Thread(
+                    target=self._schedule_loop, args=(self._queue,), name="jobstatus-webhooks"
+                )
+            ]
             threads += [
-                threading.Thread(target=self._send_loop, name=f"jobstatus-webhooks-{n}")
+                threading.Thread(
+                    target=self._send_loop, args=(self._queue,), name=f"jobstatus-webhooks-{n}"
+                )
                 for n in range(self.webhooks.concurrency)
             ]
             self._threads = threads
@@ -155,14 +159,15 @@ class Deliverer:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the threads; an attempt being sent ends first (within ``timeout`` seconds,
-        default the webhooks' timeout and a second). What is not done yet stays in the store
-        for the next deliverer."""
+        default the webhooks' timeout and a second), queued ones are left. What is not done
+        stays in the store for the next deliverer."""
         with self._cond:
             threads, self._threads = self._threads, []
             self._stopping = True
             self._cond.notify_all()
+            work = self._queue
         for _ in threads:
-            self._queue.put(None)
+            work.put(None)
         deadline = time.monotonic() + (self.webhooks.timeout + 1 if timeout is None else timeout)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -221,14 +226,11 @@ class Deliverer:
         self.sweep()
         now, made = time.time(), 0
         while True:
-            with self._cond:
-                due = self._pop_due(now)
+            due = self._due.pop_due(now)
             if not due:
                 return made
             for job_id in due:
-                with self._cond:
-                    hint = self._hints.pop(job_id, None)
-                if self.attempt(job_id, hint) is not None:
+                if self.attempt(job_id, self._due.record(job_id)) is not None:
                     made += 1
 
     def attempt(self, job_id: str, record: JobRecord | None = None) -> str | None:
@@ -237,9 +239,13 @@ class Deliverer:
         None when none was made (not due: then it is scheduled)."""
         self._here()
         token = f"{self._token_prefix}-{next(self._tokens)}"
-        if record is None:
+        if record is None or record.version is None:
             record = self._read(job_id)
         for _ in range(_MAX_WRITES):
+            if record is not None and record.version is None:
+                # Without a version the claim could not be conditional: never claim blind.
+                log.warning("job %s: the store gave no version; its webhook is left", job_id)
+                return None
             webhook = None if record is None or not record.is_final else webhook_of(record)
             due = None if webhook is None else due_time(webhook)
             if record is None or webhook is None or due is None:
@@ -330,27 +336,9 @@ class Deliverer:
             self._counts[what] += 1
 
     def _schedule(self, job_id: str, due: float, record: JobRecord | None = None) -> None:
-        with self._cond:
-            if record is not None and due - time.time() < _HINT_HORIZON:
-                self._hints[job_id] = record
-            current = self._due.get(job_id)
-            if current is not None and current <= due:
-                return
-            self._due[job_id] = due
-            heapq.heappush(self._heap, (due, job_id))
-            self._cond.notify()
+        self._due.add(job_id, due, record)
 
-    def _pop_due(self, now: float) -> list[str]:
-        """The jobs due by ``now``, off the heap (call with the condition held)."""
-        due: list[str] = []
-        while self._heap and self._heap[0][0] <= now:
-            when, job_id = heapq.heappop(self._heap)
-            if self._due.get(job_id) == when:
-                del self._due[job_id]
-                due.append(job_id)
-        return due
-
-    def _schedule_loop(self) -> None:
+    def _schedule_loop(self, work: queue.SimpleQueue[str | None]) -> None:
         next_sweep = time.time() if self.sweep_interval is not None else float("inf")
         while True:
             if time.time() >= next_sweep:
@@ -362,26 +350,23 @@ class Deliverer:
             with self._cond:
                 if self._stopping:
                     return
-                for job_id in self._pop_due(time.time()):
+                for job_id in self._due.pop_due(time.time()):
                     if job_id in self._busy:
                         self._again.add(job_id)  # sent again once the running attempt ends
                     else:
                         self._busy.add(job_id)
-                        self._queue.put(job_id)
-                soonest = self._heap[0][0] if self._heap else float("inf")
-                wait = min(soonest, next_sweep) - time.time()
+                        work.put(job_id)
+                wait = min(self._due.soonest(), next_sweep) - time.time()
                 if wait > 0:
                     self._cond.wait(min(wait, 60.0))
 
-    def _send_loop(self) -> None:
+    def _send_loop(self, work: queue.SimpleQueue[str | None]) -> None:
         while True:
-            job_id = self._queue.get()
-            if job_id is None:
+            job_id = work.get()
+            if job_id is None or self._stopping:
                 return
             try:
-                with self._cond:
-                    hint = self._hints.pop(job_id, None)
-                self.attempt(job_id, hint)
+                self.attempt(job_id, self._due.record(job_id))
             except Exception as exc:  # the store failed: try again later
                 log.warning("webhook delivery of job %s failed: %s", job_id, redact(str(exc)))
                 self._schedule(job_id, time.time() + STORE_RETRY_DELAY)
@@ -391,4 +376,4 @@ class Deliverer:
                     if job_id in self._again:
                         self._again.discard(job_id)
                         self._busy.add(job_id)
-                        self._queue.put(job_id)
+                        work.put(job_id)

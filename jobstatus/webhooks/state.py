@@ -43,6 +43,7 @@ __all__ = [
     "Outcome",
     "claim",
     "due_time",
+    "ended_extra",
     "job_ended",
     "new_webhook",
     "public_document",
@@ -140,17 +141,23 @@ def with_webhook(record: JobRecord, webhook: Mapping[str, Any]) -> JobRecord:
 
 def job_ended(record: JobRecord, ended_at: datetime) -> JobRecord:
     """The final record of a job: a ``waiting`` delivery becomes ``pending``, due at once."""
-    webhook = webhook_of(record)
-    if webhook is None or webhook["state"] != DeliveryState.WAITING.value:
-        return record
-    return with_webhook(
-        record,
-        {
-            **webhook,
-            "state": DeliveryState.PENDING.value,
-            "next_attempt_at": format_timestamp(ended_at),
-        },
-    )
+    extra = ended_extra(record.extra, ended_at)
+    return record if extra is record.extra else replace(record, extra=extra)
+
+
+def ended_extra(extra: Mapping[str, Any], ended_at: datetime) -> Mapping[str, Any]:
+    """A record's ``extra`` once its job ended at ``ended_at`` (the very same mapping when
+    there is no ``waiting`` delivery in it): what :func:`job_ended` changes, for a writer that
+    builds the final record in one step."""
+    webhook = extra.get(WEBHOOK_KEY)
+    if not isinstance(webhook, Mapping) or webhook.get("state") != DeliveryState.WAITING.value:
+        return extra
+    pending = {
+        **webhook,
+        "state": DeliveryState.PENDING.value,
+        "next_attempt_at": format_timestamp(ended_at),
+    }
+    return {**extra, WEBHOOK_KEY: pending}
 
 
 def due_time(webhook: Mapping[str, Any]) -> float | None:
