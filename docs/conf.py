@@ -82,8 +82,8 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
 _STDLIB_MODULES = [
-    "_thread", "argparse", "collections", "datetime", "enum", "os", "pathlib", "threading",
-    "types", "urllib",
+    "_thread", "argparse", "collections", "datetime", "enum", "http", "ipaddress", "os", "pathlib",
+    "queue", "random", "socket", "ssl", "threading", "types", "urllib",
 ]  # fmt: skip
 _THIRD_PARTY_MODULES = ["fastapi", "flask", "fsspec", "hypothesis", "sqlalchemy", "st", "starlette"]
 nitpick_ignore_regex = [

@@ -16,7 +16,7 @@ from jobstatus.webhooks.signing import decode_secret
 
 __all__ = ["DEFAULT_RETRY_SCHEDULE", "Webhooks"]
 
-#: Seconds to wait before each retry: 5 s, 30 s, 2 min, 10 min, 1 h (six attempts in all).
+#: Seconds to wait before each retry -- 5 s, 30 s, 2 min, 10 min, 1 h -- six attempts in all.
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (5, 30, 120, 600, 3600)
 #: A retry waits its step plus up to this fraction more, so that receivers that failed together
 #: are not retried together.
@@ -28,7 +28,7 @@ class Webhooks:
 
     Args:
         secret: the signing secret (``whsec_…``, see
-            :func:`~jobstatus.webhooks.signing.generate_secret`), or several: during a
+            :func:`~jobstatus.webhooks.generate_secret`), or several: during a
             rotation every one signs each delivery and a receiver holding any of them accepts.
             None only with ``deliver_in_process=False``.
         allow: host names, addresses and networks (``"hooks.internal"``, ``"127.0.0.1"``,
@@ -105,7 +105,7 @@ class Webhooks:
 
     @property
     def keys(self) -> tuple[bytes, ...]:
-        """The signing keys, decoded. Never printed: :func:`repr` shows how many there are."""
+        """The signing keys, decoded (``repr()`` only says how many there are)."""
         return self._keys
 
     @property

@@ -124,9 +124,9 @@ class Deliverer:
 
     @property
     def counts(self) -> dict[str, int]:
-        """What this deliverer did in this process: ``attempts``, ``delivered``, ``failed``,
-        ``retrying`` (attempts that will be retried) and ``lost_claims`` (outcomes another
-        deliverer's claim overtook)."""
+        """Counts of what this deliverer did in this process, by name -- ``attempts``,
+        ``delivered``, ``failed``, ``retrying`` (attempts that will be retried) and
+        ``lost_claims`` (outcomes another deliverer's claim overtook)."""
         with self._cond:
             return dict(self._counts)
 

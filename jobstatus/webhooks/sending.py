@@ -33,7 +33,7 @@ from jobstatus.webhooks.urls import redact_url
 
 __all__ = ["RETRIED_STATUSES", "Sender"]
 
-#: Answers worth another attempt besides every 5xx: request timeout, too many requests.
+#: Answers worth another attempt besides every 5xx (request timeout, too many requests).
 RETRIED_STATUSES = frozenset({408, 429})
 #: An answer longer than this is not read to its end: its connection is closed instead.
 _DRAIN_BYTES = 64 * 1024
@@ -149,7 +149,7 @@ class _Watchdog:
 
 
 class Sender:
-    """Sends attempts for one :class:`~jobstatus.webhooks.Webhooks` configuration; safe to use
+    """Sends attempts for one :class:`~jobstatus.Webhooks` configuration; safe to use
     from several threads, and in a forked child (which opens connections of its own)."""
 
     def __init__(self, webhooks: Webhooks) -> None:

@@ -38,6 +38,7 @@ from jobstatus.record import JobRecord
 from jobstatus.webhooks.urls import check_webhook_url, redact_url
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "WEBHOOK_KEY",
     "DeliveryState",
     "Outcome",
