@@ -33,10 +33,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from bench_lifecycle import CountingStore
+
 from jobstatus import JobRecord, JobTracker, Webhooks
 from jobstatus.backends.filesystem import FileSystemStore
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.store import ExpectedVersion, Store
+from jobstatus.store import Store
 from jobstatus.webhooks import Deliverer, generate_secret
 from jobstatus.webhooks.state import job_ended, new_webhook
 
@@ -84,18 +86,6 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-class CountingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.puts = 0
-
-    def put(
-        self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
-    ) -> JobRecord:
-        self.puts += 1
-        return super().put(record, force=force, expect_version=expect_version)
 
 
 def webhooks(**options: Any) -> Webhooks:
@@ -161,8 +151,8 @@ def writes_per_attempt(count: int) -> dict[str, float]:
         for _ in range(count):
             with tracker.run(tracker.submit(endpoint=ENDPOINT, webhook_url=receiver.url)):
                 pass
-        job_writes = store.puts / count
-        store.puts = 0
+        job_writes = store.writes / count
+        store.writes = 0
         with Deliverer(store, webhooks()) as deliverer:
             while deliverer.counts.get("delivered", 0) < count:
                 deliverer.deliver_due()
@@ -172,7 +162,7 @@ def writes_per_attempt(count: int) -> dict[str, float]:
     return {
         "jobs": count,
         "attempts": attempts,
-        "store_writes_per_attempt": store.puts / attempts,
+        "store_writes_per_attempt": store.writes / attempts,
         "target_store_writes_per_attempt": 2,
         "job_writes_with_a_webhook": job_writes,
     }

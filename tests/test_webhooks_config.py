@@ -17,7 +17,6 @@ import standardwebhooks
 
 from jobstatus import JobRecord, JobTracker, StatusService, Webhooks
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.store import ExpectedVersion
 from jobstatus.webhooks import generate_secret
 from jobstatus.webhooks.policy import AddressPolicy, AddressRefused, refusal_of
 from jobstatus.webhooks.signing import decode_secret, signed_headers
@@ -31,22 +30,11 @@ from jobstatus.webhooks.state import (
     settle,
 )
 from jobstatus.webhooks.urls import MAX_URL_LENGTH, check_webhook_url, redact_url
+from tests.test_lifecycle import CountingStore
 
 ENDPOINT = "/v1/media/transcribe"
 SECRET = generate_secret()
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class CountingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[JobRecord] = []
-
-    def put(
-        self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
-    ) -> JobRecord:
-        self.writes.append(record)
-        return super().put(record, force=force, expect_version=expect_version)
 
 
 # -- bad URLs are refused before anything is written ---------------------------------------------

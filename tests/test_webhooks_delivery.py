@@ -23,9 +23,10 @@ import standardwebhooks
 
 from jobstatus import JobRecord, JobTracker, Webhooks, open_store
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.store import ExpectedVersion, Store
+from jobstatus.store import Store
 from jobstatus.webhooks import Deliverer, generate_secret
 from jobstatus.webhooks.state import claim, job_ended, new_webhook, with_webhook
+from tests.test_lifecycle import CountingStore
 from tests.webhook_receiver import Request, receiving, unused_port, wait_until
 
 ENDPOINT = "/v1/media/transcribe"
@@ -430,30 +431,18 @@ def test_a_claim_still_leased_is_left_to_its_deliverer() -> None:
     assert hook(store, job_id)["state"] == "sending"
 
 
-class CountingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.puts = 0
-
-    def put(
-        self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
-    ) -> JobRecord:
-        self.puts += 1
-        return super().put(record, force=force, expect_version=expect_version)
-
-
 def test_each_attempt_costs_two_writes_and_the_job_its_own_three() -> None:
     store = CountingStore()
     with receiving(scripted((503, b""), (503, b""))) as receiver:
         tracker = JobTracker(store, webhooks=webhooks(deliver_in_process=False))
         with tracker.run(tracker.submit(endpoint=ENDPOINT, webhook_url=receiver.url())) as run:
             pass
-        assert store.puts == 3
+        assert len(store.writes) == 3
         with Deliverer(store, webhooks()) as deliverer:
             while hook(store, run.job_id)["state"] != "delivered":
                 deliverer.deliver_due()
     assert len(hook(store, run.job_id)["attempts"]) == 3
-    assert store.puts == 3 + 2 * 3
+    assert len(store.writes) == 3 + 2 * 3
 
 
 def test_a_worker_without_the_secret_leaves_the_delivery_to_another_deliverer(
