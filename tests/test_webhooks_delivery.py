@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from jobstatus.store import Store
 from jobstatus.webhooks import Deliverer, generate_secret
 from jobstatus.webhooks.state import claim, job_ended, new_webhook, with_webhook
 from tests.test_lifecycle import CountingStore
-from tests.webhook_receiver import Request, receiving, unused_port, wait_until
+from tests.webhook_receiver import Request, make_tls_files, receiving, unused_port, wait_until
 
 ENDPOINT = "/v1/media/transcribe"
 SECRET = generate_secret()
@@ -365,6 +366,40 @@ def test_a_name_in_the_allow_list_may_resolve_to_a_private_address(
         assert settled(store, second.job_id)["state"] == "delivered"
 
 
+def test_https_verifies_the_name_while_connecting_to_the_checked_address(
+    tmp_path: Path, trackers: list[JobTracker]
+) -> None:
+    """TLS's server name and certificate check use the URL's host name; the connection goes to
+    the address the policy checked. A certificate for another name is a final failure."""
+    ca, server = make_tls_files(tmp_path, "hooks.test")
+
+    def resolver(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    store = MemoryStore()
+    with receiving(tls=server) as receiver:
+        tracker = tracked(
+            store,
+            trackers,
+            allow=["127.0.0.1"],
+            resolver=resolver,
+            tls_context=ssl.create_default_context(cafile=str(ca)),
+        )
+        good = f"https://hooks.test:{receiver.port}/cb"
+        bad = f"https://other.test:{receiver.port}/cb"
+        with tracker.run(endpoint=ENDPOINT, webhook_url=good) as first:
+            pass
+        with tracker.run(endpoint=ENDPOINT, webhook_url=bad) as second:
+            pass
+        delivered, refused = settled(store, first.job_id), settled(store, second.job_id)
+    assert delivered["state"] == "delivered"
+    assert receiver.requests[0].headers["Host"] == f"hooks.test:{receiver.port}"
+    assert len(receiver.requests) == 1
+    assert refused["state"] == "failed"
+    assert refused["reason"].startswith("TLS certificate refused")
+    assert "other.test" in refused["reason"]
+
+
 # -- durability: claims and leases ----------------------------------------------------------------
 
 
@@ -384,6 +419,27 @@ def pending_jobs(store: Store, url: str, count: int) -> list[str]:
 
 
 def test_several_deliverers_never_send_the_same_attempt_twice(store: Store) -> None:
+    several_deliverers_one_store(store)
+
+
+@pytest.mark.extras
+@pytest.mark.services
+def test_several_deliverers_on_redis_never_send_the_same_attempt_twice() -> None:
+    from jobstatus.backends.redis import RedisStore
+    from tests.redis_server import new_prefix, redis, remove_prefix, shared_redis_url
+
+    url, prefix = shared_redis_url(), new_prefix("webhooks")
+    try:
+        with RedisStore.from_url(url, prefix=prefix) as store:
+            several_deliverers_one_store(store)
+    finally:
+        client = redis.Redis.from_url(url)
+        remove_prefix(client, prefix)
+        client.close()
+
+
+def several_deliverers_one_store(store: Store) -> None:
+    """Three deliverers sweeping one store deliver 60 jobs: each exactly once."""
     with receiving() as receiver:
         ids = pending_jobs(store, receiver.url(), 60)
         deliverers = [Deliverer(store, webhooks(sweep_interval=0.01)) for _ in range(3)]

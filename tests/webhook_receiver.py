@@ -8,14 +8,20 @@ rather than for a time.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 Answer = tuple[int, bytes] | tuple[int, bytes, dict[str, str]]
 
@@ -32,7 +38,9 @@ def ok(n: int, request: Request) -> Answer:
 
 
 class Receiver:
-    def __init__(self, script: Callable[[int, Request], Answer] = ok) -> None:
+    def __init__(
+        self, script: Callable[[int, Request], Answer] = ok, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.script = script
         self.requests: list[Request] = []
         self.answered: list[int] = []  # statuses sent, in order
@@ -68,6 +76,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
@@ -85,8 +95,10 @@ class Receiver:
 
 
 @contextmanager
-def receiving(script: Callable[[int, Request], Answer] = ok) -> Iterator[Receiver]:
-    receiver = Receiver(script)
+def receiving(
+    script: Callable[[int, Request], Answer] = ok, tls: ssl.SSLContext | None = None
+) -> Iterator[Receiver]:
+    receiver = Receiver(script, tls)
     try:
         yield receiver
     finally:
@@ -112,3 +124,26 @@ def unused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def make_tls_files(folder: Path, host: str) -> tuple[Path, ssl.SSLContext]:
+    """A test CA (``ca.pem``, returned) and a server context whose certificate the CA signed
+    for ``host``, made with openssl (a skip without it)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    openssl("req", "-x509", *key, "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=webhook test CA")  # fmt: skip
+    (folder / "server.ext").write_text(f"subjectAltName=DNS:{host}\n")
+    openssl("req", *key, "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", f"/CN={host}")  # fmt: skip
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2",
+            "-extfile", "server.ext")  # fmt: skip
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(folder / "server.pem", folder / "server.key")
+    return folder / "ca.pem", server

@@ -9,6 +9,7 @@ bad configuration fails when the tracker is built, not at the first delivery.
 from __future__ import annotations
 
 import math
+import ssl
 from collections.abc import Iterable, Sequence
 
 from jobstatus.webhooks.policy import AddressPolicy, Resolver
@@ -48,6 +49,9 @@ class Webhooks:
             step, plus the lease and a minute).
         deliver_in_process: False: a tracker only records its jobs' deliveries (it needs no
             secret then), and ``jobstatus deliver`` sends them.
+        tls_context: how ``https`` receivers are verified (default: the system's CAs and
+            the host name, :func:`ssl.create_default_context`); give one trusting a private
+            CA for internal receivers.
         resolver: resolves host names instead of :func:`socket.getaddrinfo` (same
             signature), for tests that stage what a name resolves to.
     """
@@ -65,6 +69,7 @@ class Webhooks:
         sweep_interval: float | None = 60.0,
         look_back: float | None = None,
         deliver_in_process: bool = True,
+        tls_context: ssl.SSLContext | None = None,
         resolver: Resolver | None = None,
     ) -> None:
         secrets = (
@@ -76,6 +81,7 @@ class Webhooks:
                 "sending to `jobstatus deliver`)"
             )
         self.deliver_in_process = deliver_in_process
+        self.tls_context = tls_context
         self._keys = tuple(decode_secret(s) for s in secrets)
         self.policy = AddressPolicy.from_allow(allow, resolver=resolver)
         self.timeout = _positive("timeout", timeout)

@@ -158,7 +158,7 @@ class Sender:
         self._idle: dict[_Key, list[_Connection]] = {}
         self._pid = os.getpid()
         self._watchdog = _Watchdog()
-        self._tls: ssl.SSLContext | None = None
+        self._tls: ssl.SSLContext | None = webhooks.tls_context
 
     def send(self, url: str, body: bytes, headers: Mapping[str, str]) -> Outcome:
         """POST ``body`` to ``url`` with ``headers`` (and a JSON content type); the outcome,
