@@ -22,7 +22,7 @@ SERVICE_TOOLS = [
     "httpx",
     "schemathesis>=3.30",
     "openapi-spec-validator",
-    "celery>=5.3",
+    "dramatiq[redis]>=2.0",
 ]
 
 
