@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import standardwebhooks
 
-from jobstatus import JobRecord, JobTracker, StatusService, Webhooks
+from jobstatus import JobRecord, JobTracker, Reply, StatusService, Webhooks
 from jobstatus.backends.memory import MemoryStore
 from jobstatus.webhooks import generate_secret
 from jobstatus.webhooks.policy import AddressPolicy, AddressRefused, refusal_of
@@ -30,6 +30,7 @@ from jobstatus.webhooks.state import (
     settle,
 )
 from jobstatus.webhooks.urls import MAX_URL_LENGTH, check_webhook_url, redact_url
+from jobstatus.wire import Request
 from tests.test_lifecycle import CountingStore
 
 ENDPOINT = "/v1/media/transcribe"
@@ -394,6 +395,16 @@ def test_the_status_answer_shows_the_url_redacted_and_the_store_keeps_it_whole()
     assert cancel.status == 200
     assert b"s3cr3t" not in cancel.body
     assert cancel.parsed()["response"]["webhook"]["state"] == "pending"
+    got = service.respond(Request("GET", f"/v1/toolkit/jobs/{job_id}"))
+    assert isinstance(got, Reply)
+    assert got.status == 200
+    assert b"s3cr3t" not in got.body
+    assert got.parsed()["response"]["webhook"]["url"].endswith("token=***&job=***")
+    waited = service.handle(
+        "/v1/toolkit/job/status", json.dumps({"job_id": job_id, "wait": 0.01}).encode(), None
+    )
+    assert waited.status == 200
+    assert b"s3cr3t" not in waited.body
     # a document without a webhook is answered from its cached JSON, unchanged
     other = service.handle("/v1/toolkit/job/status", json.dumps({"job_id": plain}).encode(), None)
     assert json.dumps(other.parsed()["response"], separators=(",", ":")) == (

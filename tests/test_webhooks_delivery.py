@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import socket
 import ssl
 import threading
@@ -44,10 +45,18 @@ def webhooks(**options: Any) -> Webhooks:
     return Webhooks(secret, **options)
 
 
-@pytest.fixture(params=["memory", "file"])
+STORES = {
+    "memory": lambda tmp: "memory://",
+    "file": lambda tmp: str(tmp / "data"),
+    "sqlite": lambda tmp: f"sqlite:///{tmp / 'jobs.db'}",
+}
+
+
+@pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = "memory://" if request.param == "memory" else str(tmp_path / "data")
-    with open_store(url) as opened:
+    if request.param == "sqlite":
+        pytest.importorskip("sqlalchemy")
+    with open_store(STORES[request.param](tmp_path)) as opened:
         yield opened
 
 
@@ -128,6 +137,34 @@ def test_a_failed_job_delivers_its_error_envelope(store: Store, trackers: list[J
         settled(store, run.job_id)
     body = json.loads(receiver.requests[0].body)
     assert (body["code"], body["message"]) == (500, "disk full")
+
+
+def test_submit_to_delivers_the_function_s_result(trackers: list[JobTracker]) -> None:
+    store = MemoryStore()
+    with receiving() as receiver, ThreadPoolExecutor(2) as pool:
+        tracker = tracked(store, trackers)
+        job_id = tracker.submit_to(pool, sum, [1, 2, 3], webhook_url=receiver.url())
+        state = settled(store, job_id)
+    assert state["state"] == "delivered"
+    assert json.loads(receiver.requests[0].body)["response"] == 6
+
+
+def test_a_pickled_tracker_sends_with_a_deliverer_of_its_own(
+    tmp_path: Path, trackers: list[JobTracker]
+) -> None:
+    """As a process pool receives it: same store, same webhooks, threads of its own."""
+    store = open_store(str(tmp_path / "data"))
+    with receiving() as receiver:
+        original = tracked(store, trackers)
+        copy = pickle.loads(pickle.dumps(original))
+        trackers.append(copy)
+        assert copy.deliverer is not None
+        assert copy.deliverer is not original.deliverer
+        with copy.run(endpoint=ENDPOINT, webhook_url=receiver.url()) as run:
+            pass
+        assert settled(store, run.job_id)["state"] == "delivered"
+        assert original.deliverer is not None
+        assert original.deliverer.counts == {}
 
 
 # -- retries --------------------------------------------------------------------------------------
