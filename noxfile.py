@@ -15,7 +15,8 @@ nox.options.sessions = ["tests", "tests_core", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
+# standardwebhooks: the reference verifier the webhook tests check signatures with.
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "standardwebhooks>=1.0"]
 SERVICE_TOOLS = [
     "moto[server]>=5",
     "httpx",
@@ -74,7 +75,16 @@ def docs(session: nox.Session) -> None:
     """Build the HTML docs with warnings as errors and run their doctests;
     ``nox -s docs -- serve`` also serves them on http://127.0.0.1:8000."""
     # The FastAPI examples in the docs run through starlette's TestClient, which needs httpx2.
-    session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", "matplotlib")
+    session.install(
+        "-e",
+        ".[all,testing]",
+        "sphinx>=7",
+        "furo",
+        "httpx",
+        "httpx2",
+        "matplotlib",
+        "standardwebhooks>=1.0",  # the webhooks page's receivers verify with it
+    )
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")
     session.run("sphinx-build", "-b", "html", *common, "docs/_build/html")

@@ -82,8 +82,9 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
 _STDLIB_MODULES = [
-    "_thread", "argparse", "collections", "concurrent", "contextvars", "datetime", "enum", "os",
-    "pathlib", "threading", "types", "urllib",
+    "_thread", "argparse", "collections", "concurrent", "contextvars", "datetime", "enum", "http",
+    "ipaddress", "os", "pathlib", "queue", "random", "socket", "ssl", "threading", "types",
+    "urllib",
 ]  # fmt: skip
 _THIRD_PARTY_MODULES = [
     "celery", "dramatiq", "fastapi", "flask", "fsspec", "hypothesis", "redis", "rq", "sqlalchemy",

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
-from jobstatus.answers import Answers
+from jobstatus.answers import Answers, document_json
 from jobstatus.cursor import CursorSigner
 from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
 from jobstatus.freshness import (
@@ -350,7 +350,7 @@ class StatusService:
         return Reply(
             200,
             self._answers.success_body(
-                endpoint, 200, payload.get("id"), job_id, record.compact_json(), started
+                endpoint, 200, payload.get("id"), job_id, document_json(record), started
             ),
             JSON_HEADERS if record.is_final else JSON_HEADERS + self._answers.retry_headers(record),
         )
@@ -373,7 +373,7 @@ class StatusService:
         record = self._canceller.cancel(job_id)
         code = 200 if record.is_final else 202
         body = self._answers.success_body(
-            endpoint, code, payload.get("id"), job_id, record.compact_json(), started
+            endpoint, code, payload.get("id"), job_id, document_json(record), started
         )
         return Reply(code, body, JSON_HEADERS + self._answers.retry_headers(record))
 

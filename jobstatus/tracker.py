@@ -12,11 +12,14 @@ the upstream job file::
 
 plus ``created_at``, ``started_at``, ``ended_at``, the last ``progress``, ``expires_at`` (with
 ``result_ttl``/``failure_ttl``) and ``owner``. A tracked job costs three writes -- queued,
-running, final -- and progress at most one more per ``progress_interval``.
+running, final -- and progress at most one more per ``progress_interval``. A job with a
+``webhook_url`` carries its delivery's state in the same writes (``webhook``); the deliverer's
+own writes come after the final one (:mod:`jobstatus.webhooks`).
 
 The tracker holds no lock, thread or connection of its own: the process id is read at each
 write and the jobs waiting to start are a plain ordered dict, so a host that forks (gunicorn,
-multiprocessing) keeps recording correctly in every process.
+multiprocessing) keeps recording correctly in every process. Its heartbeat and webhook
+deliverer start their threads in the process that needs them, a forked child its own.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from jobstatus.lifecycle import LIFECYCLE_KEYS
 from jobstatus.record import JobRecord, JobState, check_job_id
 from jobstatus.run import MAX_ATTEMPTS, Run, activate, utc_now
 from jobstatus.store import ABSENT, ExpectedVersion, Store
+from jobstatus.webhooks import Webhooks
+from jobstatus.webhooks.state import WEBHOOK_KEY, new_webhook, with_webhook
 from jobstatus.writer import CANCELLED_CODE, WAITING, RecordWriter
 
 __all__ = ["MAX_REMEMBERED", "CANCELLED_CODE", "JobTracker", "Run"]
@@ -52,6 +57,7 @@ class _Submission(NamedTuple):
     queued_at: float  # time.monotonic(): one clock for every process of the machine
     created_at: datetime
     owner: str | None
+    webhook: dict[str, Any] | None
 
 
 class JobTracker(RecordWriter):
@@ -73,6 +79,8 @@ class JobTracker(RecordWriter):
         on_cancel: called with the record as stored after each :meth:`cancel` of a job that
             was not final: the hook through which a task queue stops the work (revokes a
             Celery task, stops an RQ job). Its exceptions propagate; the record is written.
+        webhooks: lets jobs name a ``webhook_url`` (:class:`~jobstatus.Webhooks`): the
+            tracker's :attr:`deliverer` sends each job's final envelope there when it ends.
     """
 
     def __init__(
@@ -88,6 +96,7 @@ class JobTracker(RecordWriter):
         owner: str | None = None,
         heartbeat_interval: float = 30.0,
         on_cancel: Callable[[JobRecord], object] | None = None,
+        webhooks: Webhooks | None = None,
     ) -> None:
         super().__init__(
             store,
@@ -98,6 +107,7 @@ class JobTracker(RecordWriter):
             failure_ttl=failure_ttl,
             owner=owner,
             heartbeat_interval=heartbeat_interval,
+            webhooks=webhooks,
         )
         self.max_queue_length = max_queue_length
         self.on_cancel = on_cancel
@@ -126,13 +136,17 @@ class JobTracker(RecordWriter):
         id: Any = None,
         job_id: str | None = None,
         owner: str | None = None,
+        webhook_url: str | None = None,
     ) -> str:
         """Record a new job as ``queued`` (``created_at`` now) and return its id (a fresh UUID
         unless given).
 
         ``endpoint`` and ``id`` (the client's request id) go into the envelope when the job
         finishes. Raises :class:`~jobstatus.QueueFull` when ``max_queue_length`` jobs wait.
+        ``webhook_url`` receives the final envelope when the job ends; a bad one (or one on a
+        tracker without ``webhooks=``) is a :class:`ValueError` before anything is written.
         """
+        webhook = new_webhook(webhook_url, configured=self.webhooks is not None)
         job_id = str(uuid.uuid4()) if job_id is None else check_job_id(job_id)
         waiting = self.queue_length
         if 0 < self.max_queue_length <= waiting:
@@ -147,8 +161,11 @@ class JobTracker(RecordWriter):
             )
         owner = self.owner if owner is None else owner
         created_at = utc_now()
-        self.store.put(self._record(job_id, JobState.QUEUED, created_at=created_at, owner=owner))
-        self._waiting[job_id] = _Submission(endpoint, id, time.monotonic(), created_at, owner)
+        queued = self._record(job_id, JobState.QUEUED, created_at=created_at, owner=owner)
+        self.store.put(queued if webhook is None else with_webhook(queued, webhook))
+        self._waiting[job_id] = _Submission(
+            endpoint, id, time.monotonic(), created_at, owner, webhook
+        )
         while len(self._waiting) > MAX_REMEMBERED:
             self._waiting.popitem(last=False)
         return job_id
@@ -158,19 +175,24 @@ class JobTracker(RecordWriter):
         (what the runner answered, e.g. its execution name). The runner later records the
         rest with a tracker of its own."""
         submission = self._waiting.pop(job_id, None)
-        return self.store.put(
-            self._record(
-                job_id,
-                JobState.SUBMITTED,
-                response,
-                created_at=None if submission is None else submission.created_at,
-                owner=self.owner if submission is None else submission.owner,
-            )
+        submitted = self._record(
+            job_id,
+            JobState.SUBMITTED,
+            response,
+            created_at=None if submission is None else submission.created_at,
+            owner=self.owner if submission is None else submission.owner,
         )
+        webhook = None if submission is None else submission.webhook
+        return self.store.put(submitted if webhook is None else with_webhook(submitted, webhook))
 
     @contextmanager
     def run(
-        self, job_id: str | None = None, *, endpoint: str | None = None, id: Any = None
+        self,
+        job_id: str | None = None,
+        *,
+        endpoint: str | None = None,
+        id: Any = None,
+        webhook_url: str | None = None,
     ) -> Iterator[Run]:
         """Record the work inside the ``with`` block: ``running`` on entry (``started_at``),
         then ``done`` with the envelope, ``failed`` with the error when the block raises (then
@@ -184,8 +206,10 @@ class JobTracker(RecordWriter):
         fresh id, ``queue_time`` 0, ``created_at`` = ``started_at``). A job submitted by
         another process (a separate worker) needs ``endpoint`` (and ``id``) here; its
         ``queue_time`` is measured from the stored ``queued`` record's ``updated_at``.
+        ``webhook_url`` is as for :meth:`submit` (it replaces the one the job was submitted
+        with).
         """
-        run = self.start(job_id, endpoint=endpoint, id=id)
+        run = self.start(job_id, endpoint=endpoint, id=id, webhook_url=webhook_url)
         try:
             with activate(run):
                 yield run
@@ -203,6 +227,7 @@ class JobTracker(RecordWriter):
         endpoint: str | None = None,
         id: Any = None,
         extra: Mapping[str, Any] | None = None,
+        webhook_url: str | None = None,
     ) -> Run:
         """Record that the work starts, as :meth:`run` does on entry, and return the run;
         end it with :meth:`finish` (or :meth:`requeue`). For task queues whose start and end
@@ -211,7 +236,11 @@ class JobTracker(RecordWriter):
         A job submitted elsewhere keeps its stored ``created_at``, ``owner`` and the document
         keys this release does not own; ``extra`` sets more of those (an integration's
         ``attempt``). A job already final is left as it is: the run's ``already_final``.
+        ``webhook_url`` is as for :meth:`submit`.
         """
+        webhook = new_webhook(webhook_url, configured=self.webhooks is not None)
+        if webhook is not None:
+            extra = {**(extra or {}), WEBHOOK_KEY: webhook}
         started = time.monotonic()
         started_at = utc_now()
         fresh = job_id is None
@@ -236,6 +265,8 @@ class JobTracker(RecordWriter):
                 run.id = submission.id if id is None else id
                 run._queue_time = started - submission.queued_at
                 created_at, owner = submission.created_at, submission.owner
+                if submission.webhook is not None and webhook is None:
+                    extra = {**(extra or {}), WEBHOOK_KEY: submission.webhook}
             running = self._running(run, started_at, created_at, owner, extra)
             run._learn(self.store.put(running), wrote=True)
             if not run.already_final:
@@ -289,6 +320,7 @@ class JobTracker(RecordWriter):
         /,
         *args: Any,
         endpoint: str | None = None,
+        webhook_url: str | None = None,
         **kwargs: Any,
     ) -> str:
         """Run ``fn(*args, **kwargs)`` on ``executor`` as a tracked job; return its id.
@@ -302,13 +334,13 @@ class JobTracker(RecordWriter):
         When it returns a future, the future's end is watched too: a cancelled future records
         ``cancelled``, a call that could not run or end (a broken pool, an unpicklable
         argument) records ``failed``. ``fn`` reports progress through
-        :func:`jobstatus.run.current_run`.
+        :func:`jobstatus.run.current_run`. ``webhook_url`` is as for :meth:`submit`.
         """
         from jobstatus.executor import TrackedCall
 
         if endpoint is None:
             endpoint = f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', fn)}"
-        job_id = self.submit(endpoint=endpoint)
+        job_id = self.submit(endpoint=endpoint, webhook_url=webhook_url)
         call = TrackedCall(self, job_id, endpoint, fn)
         try:
             future = executor.submit(call, *args, **kwargs)
@@ -367,7 +399,7 @@ class JobTracker(RecordWriter):
             else:
                 new = replace(stored, cancel_requested_at=now)
             try:
-                return self.store.put(new, expect_version=stored.version), False
+                return self._notify(self.store.put(new, expect_version=stored.version)), False
             except Conflict:
                 continue
         raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")

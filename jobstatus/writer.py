@@ -6,7 +6,8 @@ envelopes it builds, the heartbeat of its runs, and the end of a run --
 :class:`~jobstatus.JobTracker` builds on it with the jobs it remembers (submit, run, cancel,
 submit_to). Every write of a run is checked with the record's version (``Run._update``), so
 a client's cancel request written meanwhile is never lost, and nothing is written over a final
-record.
+record. A job's webhook delivery (:mod:`jobstatus.webhooks`) falls due with its final write,
+which hands it to the writer's deliverer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from jobstatus.lifecycle import Progress, format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, JobState
 from jobstatus.run import Run, utc_now
 from jobstatus.store import Store
+from jobstatus.webhooks import Deliverer, Webhooks
+from jobstatus.webhooks.state import WEBHOOK_KEY, ended_extra
 
 __all__ = ["CANCELLED_CODE", "RecordWriter", "failure_message"]
 
@@ -49,6 +52,8 @@ class RecordWriter:
         owner: the owner of the jobs recorded, unless a submission names another.
         heartbeat_interval: a run that has not written for this many seconds gets its record
             written again, so :meth:`reap` can tell a live run from a lost one.
+        webhooks: lets jobs name a ``webhook_url`` (:class:`~jobstatus.Webhooks`): the
+            :attr:`deliverer` sends each job's final envelope there when it ends.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class RecordWriter:
         failure_ttl: float | None = None,
         owner: str | None = None,
         heartbeat_interval: float = 30.0,
+        webhooks: Webhooks | None = None,
     ) -> None:
         if progress_interval < 0:
             raise ValueError(f"progress_interval must not be negative, got {progress_interval}")
@@ -76,15 +82,21 @@ class RecordWriter:
         self.failure_ttl = failure_ttl
         self.owner = owner
         self._heartbeat = Heartbeat(heartbeat_interval)
+        self.webhooks = webhooks
+        #: Sends the webhooks of the jobs this process ends, from background threads (None
+        #: without ``webhooks``, or with ``deliver_in_process=False``).
+        self.deliverer = _deliverer(store, webhooks)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled without its heartbeat thread; the copy starts its own."""
+        """Pickled without its heartbeat and deliverer threads; the copy starts its own."""
         state = self.__dict__.copy()
         state["_heartbeat"] = self._heartbeat.interval
+        state["deliverer"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _heartbeat=Heartbeat(state["_heartbeat"]))
+        self.deliverer = _deliverer(self.store, self.webhooks)
 
     @property
     def queue_length(self) -> int:
@@ -209,7 +221,7 @@ class RecordWriter:
             )
             lost = self._ended(record, JobState.FAILED, envelope, utc_now())
             try:
-                self.store.put(lost, expect_version=record.version)
+                self._notify(self.store.put(lost, expect_version=record.version))
             except Conflict:
                 continue  # the worker wrote meanwhile: it is alive
             reaped += 1
@@ -231,6 +243,8 @@ class RecordWriter:
         run._update(
             self._ending(run, pending, status, code=code, response=response, message=message)
         )
+        if run.record is not None:
+            self._notify(run.record)
 
     def _ending(
         self,
@@ -270,8 +284,12 @@ class RecordWriter:
         self, record: JobRecord, status: JobState, envelope: Any, ended_at: datetime
     ) -> JobRecord:
         ttl = self.result_ttl if status is JobState.DONE else self.failure_ttl
+        extra = record.extra
+        if WEBHOOK_KEY in extra:
+            extra = ended_extra(extra, ended_at)  # the delivery falls due with this write
         return replace(
             record,
+            extra=extra,
             job_status=status,
             process_id=os.getpid(),
             response=envelope,
@@ -318,6 +336,12 @@ class RecordWriter:
             **lifecycle,
         )
 
+    def _notify(self, record: JobRecord) -> JobRecord:
+        """Hand a final record with a due delivery to this writer's deliverer."""
+        if self.deliverer is not None and record.is_final and WEBHOOK_KEY in record.extra:
+            self.deliverer.notify(record)
+        return record
+
     def _time_in_queue(self, job_id: str) -> tuple[float, JobRecord | None]:
         """Seconds since the stored ``queued`` (or ``submitted``) record was written, and
         that record (None when there is none)."""
@@ -328,6 +352,12 @@ class RecordWriter:
         if record.job_status not in WAITING or record.updated_at is None:
             return 0.0, record
         return max(0.0, time.time() - record.updated_at), record
+
+
+def _deliverer(store: Store, webhooks: Webhooks | None) -> Deliverer | None:
+    if webhooks is None or not webhooks.deliver_in_process:
+        return None
+    return Deliverer(store, webhooks)
 
 
 def failure_message(error: BaseException) -> str:
