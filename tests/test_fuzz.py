@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import sys
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ from jobstatus.backends.memory import MemoryStore
 from jobstatus.schema import DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH
 from jobstatus.service import JOB_STATUS_PATH, JOBS_STATUS_PATH
 from tests.clients import ADAPTERS, Answer
+from tests.figures import report
+from tests.opens import watching_opens
 
 #: Cases per adapter: at least 10,000 in CI; JOBSTATUS_FUZZ_CASES sets another number locally.
 FUZZ_CASES = int(os.environ.get("JOBSTATUS_FUZZ_CASES", "10000"))
@@ -37,12 +38,6 @@ CANARY = "CANARY-3f9a1c7e55d04b8e"
 STORED_IDS = ["e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7", "plain-id", "ünïcödé ✓", ".dotted", " "]
 ROUTES = [JOB_STATUS_PATH, JOBS_STATUS_PATH]
 ANY_ID = r"(?s).*"
-
-
-def report(capsys: pytest.CaptureFixture[str], name: str, **figures: Any) -> None:
-    """Print one line of figures on the terminal, captured or not."""
-    with capsys.disabled():
-        print(f"\nFIGURES {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
 # -- a sandbox: the store, and canaries around it -----------------------------------------------
@@ -72,36 +67,12 @@ def make_sandbox(base: Path) -> Sandbox:
 
 # -- seeing every file the service opens ------------------------------------------------------
 
-_watch = threading.local()
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event == "open":
-        opened = getattr(_watch, "opened", None)
-        if opened is not None and isinstance(args[0], (str, bytes, os.PathLike)):
-            opened.append(os.fsdecode(args[0]))
-
-
-_hook_installed = False
-
-
-def watch_opens() -> None:
-    """Install the audit hook once per process (audit hooks cannot be removed; this one costs
-    an attribute lookup per audit event outside a watched call)."""
-    global _hook_installed
-    if not _hook_installed:
-        sys.addaudithook(_audit)
-        _hook_installed = True
-
 
 def call_watched(call: Any, *args: Any) -> tuple[Answer, list[str]]:
     """Call a client; return its answer and every path opened in this thread meanwhile."""
-    _watch.opened = []
-    try:
+    with watching_opens() as opened:
         answer: Answer = call(*args)
-        return answer, _watch.opened
-    finally:
-        _watch.opened = None
+    return answer, opened
 
 
 def outside_the_store(opened: list[str], sandbox: Sandbox) -> list[str]:
@@ -312,7 +283,6 @@ def fuzz_adapters(names: list[str], base: Path) -> dict[str, Tally]:
     )
     clients = {name: ADAPTERS[name][0](service) for name in names}
     tallies = {name: Tally() for name in names}
-    watch_opens()
 
     @given(request=requests())
     @settings(
@@ -382,7 +352,6 @@ def test_no_input_breaks_any_adapter_and_all_answer_alike(
 def test_the_audit_hook_sees_a_read_outside_the_store(tmp_path: Path) -> None:
     """The fuzz's file check can fail: a read of a canary is reported."""
     sandbox = make_sandbox(tmp_path)
-    watch_opens()
     _, opened = call_watched(lambda: (sandbox.canaries[0].read_text(), Answer(200, {}, b"")))
     assert outside_the_store(opened, sandbox) == [str(sandbox.canaries[0])]
 
@@ -463,9 +432,9 @@ def test_schemathesis_with_every_check(
     ids=["array", "job_id", "id", "malformed"],
 )
 def test_a_deep_body_is_the_same_400_at_any_stack_depth(depth: int, shape: Any) -> None:
-    """Found by the fuzz: a body nested ~990 deep parsed, then jsonschema's message overflowed
-    the stack (a 500); and how deep the parser got before giving up depended on the caller's
-    stack (adapters disagreed). Now any body nested past MAX_NESTING_DEPTH is refused first."""
+    """A body nested past MAX_NESTING_DEPTH is refused before it is parsed: the same 400
+    whatever the shape and however deep the caller's own stack already is (no adapter answers
+    it differently, none overflows into a 500)."""
     service = StatusService(MemoryStore(), api_keys=None, job_id_pattern=ANY_ID)
     body = shape(depth)
 
