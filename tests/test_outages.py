@@ -1,0 +1,299 @@
+"""A database or an S3 endpoint that restarts under a serving app: a loopback TCP proxy between
+the app and the server cuts every connection and refuses new ones for a while, then lets
+traffic through again (tests/tcp_proxy.py).
+
+What is guaranteed: before and after the outage every answer is the record; during it every
+answer is the spec's 500, within the stores' own timeouts; no request hangs; every failure is
+the store's StorageError. The figures are printed on the terminal (``FIGURES …`` lines) and
+copied into docs/reliability.rst.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import socketserver
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+
+from jobstatus import JobRecord, StatusService, StorageError
+from jobstatus.adapters.wsgi import make_app
+from tests import s3_server
+from tests.figures import report
+from tests.staging import (
+    ERROR_PREFIX,
+    JOB_ID,
+    KEY,
+    REQUEST_TIMEOUT,
+    SQL_SERVERS,
+    Outcome,
+    ask,
+    drop_table,
+    require_port,
+)
+from tests.tcp_proxy import TcpProxy
+
+# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
+aws_environment = s3_server.aws_environment
+s3_endpoint = s3_server.s3_endpoint
+
+# -- the proxy these tests stage outages with ---------------------------------------------------
+
+
+@pytest.fixture
+def echo_server() -> Iterator[int]:
+    """A loopback server echoing every line back, one thread per client."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            while data := conn.recv(4096):
+                conn.sendall(data)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(None)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_the_proxy_forwards_cuts_refuses_and_resumes(echo_server: int) -> None:
+    with TcpProxy(echo_server) as proxy:
+        before = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        before.sendall(b"ping")
+        assert before.recv(4) == b"ping"
+
+        with proxy.outage():
+            assert before.recv(4) == b""  # the open connection was closed under the client
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        before.close()
+
+        after = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        after.sendall(b"pong")
+        assert after.recv(4) == b"pong"
+        after.close()
+        assert proxy.accepted == 2
+        assert proxy.cut_connections == 1
+
+
+# -- a store behind the proxy, served while the proxy cuts it off -------------------------------
+
+SQL_TIMEOUTS: dict[str, dict[str, Any]] = {
+    "postgresql": {"connect_args": {"connect_timeout": 3}},
+    "mariadb": {"connect_args": {"connect_timeout": 3, "read_timeout": 5, "write_timeout": 5}},
+}
+S3_TIMEOUTS = (
+    "config_kwargs.connect_timeout=3&config_kwargs.read_timeout=5"
+    "&config_kwargs.retries.max_attempts=2"
+)
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def served(app: Any) -> Iterator[int]:
+    """Serve a WSGI app on a free loopback port from threads of this process."""
+    server = make_server(
+        "127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@dataclass
+class Phases:
+    """Requests by when they ran: before the cut, during the outage, after the resume, and
+    those that straddled a change."""
+
+    before: list[Outcome] = field(default_factory=list)
+    during: list[Outcome] = field(default_factory=list)
+    after: list[Outcome] = field(default_factory=list)
+    straddling: list[Outcome] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(getattr(self, name)) for name in ("before", "during", "after",
+                                                             "straddling")}  # fmt: skip
+
+
+def through_an_outage(
+    store_url: str, proxy: TcpProxy, job_id: str, *, clients: int = 4, outage: float = 3.0,
+    **options: Any,
+) -> Phases:  # fmt: skip
+    """Serve a store reached through ``proxy`` and keep asking for ``job_id`` from ``clients``
+    threads: 1.5 s of normal service, ``outage`` seconds with every connection cut and new ones
+    refused, then 2 s after the proxy lets traffic through again. Same app all along."""
+    from jobstatus import open_store
+
+    outcomes: list[Outcome] = []
+    stop = threading.Event()
+    with (
+        open_store(store_url, **options) as store,
+        served(make_app(StatusService(store, api_keys=[KEY]))) as port,
+    ):
+
+        def keep_asking() -> None:
+            while not stop.is_set():
+                outcomes.append(ask(port, job_id))
+
+        threads = [threading.Thread(target=keep_asking) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(1.5)
+            cutting = time.monotonic()
+            with proxy.outage():
+                cut_at = time.monotonic()
+                # A host app calling the store itself gets a StorageError, not a driver's error.
+                for _ in range(5):
+                    with pytest.raises(StorageError):
+                        store.get(job_id)
+                    time.sleep(outage / 10)
+                time.sleep(outage / 2)
+                resuming = time.monotonic()
+            resumed_at = time.monotonic()
+            time.sleep(2.0)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(REQUEST_TIMEOUT + 5)
+        final = ask(port, job_id)  # the very same app, still serving
+    phases = Phases()
+    for outcome in outcomes:
+        if outcome.ended < cutting:
+            phases.before.append(outcome)
+        elif outcome.started >= cut_at and outcome.ended <= resuming:
+            phases.during.append(outcome)
+        elif outcome.started > resumed_at:
+            phases.after.append(outcome)
+        else:
+            phases.straddling.append(outcome)
+    phases.after.append(final)
+    return phases
+
+
+def is_spec_500(outcome: Outcome) -> bool:
+    if outcome.status != 500:
+        return False
+    body = json.loads(outcome.body)
+    return (
+        set(body) == {"error", "code"}
+        and body["code"] == 500
+        and body["error"].startswith(ERROR_PREFIX)
+        and len(body["error"]) > len(ERROR_PREFIX)
+    )
+
+
+def is_the_record(outcome: Outcome, job_id: str) -> bool:
+    return outcome.status == 200 and json.loads(outcome.body)["response"]["job_id"] == job_id
+
+
+def check_phases(
+    phases: Phases,
+    job_id: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+) -> None:
+    every = phases.before + phases.during + phases.after + phases.straddling
+    slowest_failure = max((o.ended - o.started for o in phases.during), default=0.0)
+    report(
+        capsys,
+        f"outage {name}",
+        **phases.counts(),
+        during_500=sum(is_spec_500(o) for o in phases.during),
+        hung_or_failed=sum(o.status is None for o in every),
+        slowest_answer_during_s=f"{slowest_failure:.2f}",
+    )
+    assert [o.problem for o in every if o.status is None] == []  # none hung, none dropped
+    assert phases.before
+    assert phases.during
+    assert phases.after
+    assert all(is_the_record(o, job_id) for o in phases.before), [
+        o for o in phases.before if o.status != 200
+    ][:3]
+    assert all(is_spec_500(o) for o in phases.during), phases.during[:3]
+    assert all(is_the_record(o, job_id) for o in phases.after), [
+        o for o in phases.after if o.status != 200
+    ][:3]
+    assert all(is_the_record(o, job_id) or is_spec_500(o) for o in phases.straddling)
+    # Every failure was the store's StorageError: none reached the service untranslated.
+    untranslated = [r.getMessage() for r in caplog.records if "unexpected failure" in r.msg]
+    assert untranslated == [], untranslated[:3]
+
+
+@pytest.mark.extras
+@pytest.mark.services
+@pytest.mark.parametrize("database", list(SQL_SERVERS))
+def test_a_database_restart_is_survived(
+    database: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("sqlalchemy")
+    from jobstatus import open_store
+
+    url, port, name = SQL_SERVERS[database]
+    require_port(port, name)
+    table = f"jobstatus_faults_{uuid.uuid4().hex[:10]}"
+    with open_store(url.format(port=port), table_name=table) as direct:
+        direct.put(JobRecord(job_id=JOB_ID, job_status="running", response={"step": 1}))
+        try:
+            with TcpProxy(port) as proxy:
+                phases = through_an_outage(
+                    url.format(port=proxy.port), proxy, JOB_ID, table_name=table,
+                    **SQL_TIMEOUTS[database],
+                )  # fmt: skip
+        finally:
+            drop_table(url.format(port=port), table)
+    check_phases(phases, JOB_ID, capsys, caplog, database)
+
+
+@pytest.mark.extras
+@pytest.mark.services
+def test_an_s3_endpoint_restart_is_survived(
+    s3_endpoint: s3_server.S3Endpoint,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from jobstatus import open_store
+
+    prefix = f"faults-{uuid.uuid4().hex[:10]}"
+    with open_store(s3_endpoint.store_url(prefix)) as direct:
+        direct.put(JobRecord(job_id=JOB_ID, job_status="running", response={"step": 1}))
+    moto_port = int(s3_endpoint.url.rsplit(":", 1)[1])
+    with TcpProxy(moto_port) as proxy:
+        url = f"s3://{s3_server.BUCKET}/{prefix}?endpoint_url=http://127.0.0.1:{proxy.port}"
+        phases = through_an_outage(f"{url}&{S3_TIMEOUTS}", proxy, JOB_ID)
+    check_phases(phases, JOB_ID, capsys, caplog, "s3")
