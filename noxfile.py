@@ -117,6 +117,7 @@ def docs(session: nox.Session) -> None:
     as errors and run their doctests; ``nox -s docs -- serve`` also serves them on
     http://127.0.0.1:8000."""
     # The FastAPI examples in the docs run through starlette's TestClient, which needs httpx2.
+    # matplotlib draws the benchmark charts and the docs' state diagram.
     session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", PLOTTING)
     session.run("python", "benchmarks/plot.py")
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
@@ -132,7 +133,8 @@ def docs(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks (not part of CI), then draw their charts: the figures land in
     benchmarks/results/, the charts in docs/_static/benchmarks/."""
-    session.install("-e", ".[all,testing]", "moto[server]>=5", "celery>=5.3", PLOTTING)
+    tools = ["moto[server]>=5", "celery>=5.3", "rq>=2", "hiredis", PLOTTING]
+    session.install("-e", ".[all,testing]", *tools)
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
             session.run("python", f"benchmarks/{script}", *session.posargs)

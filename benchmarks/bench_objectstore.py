@@ -8,8 +8,9 @@ it (the counts are the server's, not the client's):
    object with s3fs (one GET, no checks). Both called in-process the same way, back to back in
    each round, in alternating order. Target: ours / floor >= 0.8 (the median of the rounds'
    ratios). The client's CPU time per lookup is shown too: it moves less with the load.
-2. HTTP requests reaching S3 per call: a status lookup (target: one GET), a put of a final
-   state (target: one PUT), a put of a non-final state, a restore, a listing, a purge.
+2. HTTP requests reaching S3 per call: a status lookup (target: one GET), a put of a new job
+   with ``expect_version=ABSENT`` and a forced put (target: one PUT each), any other put
+   (target: one GET and one conditional PUT), a restore, a listing, purges.
 
     python benchmarks/bench_objectstore.py [--rounds 15] [--seconds 0.5] [--count 100]
 
@@ -180,7 +181,7 @@ def main() -> None:
 
     os.environ.update(ENVIRONMENT)
 
-    from jobstatus import JobRecord, StatusService
+    from jobstatus import ABSENT, JobRecord, StatusService
     from jobstatus.adapters.wsgi import make_app
     from jobstatus.backends.objectstore import ObjectStore, open_object_store
 
@@ -236,7 +237,17 @@ def main() -> None:
                 endpoint, count, lambda n: floor_fs.cat_file(path)
             ),
             "store.get": per_call(endpoint, count, lambda n: store.get(JOB_ID)),
-            "store.put, final state (done)": per_call(
+            "store.put(expect_version=ABSENT), new job": per_call(
+                endpoint,
+                count,
+                lambda n: store.put(JobRecord(f"absent-{n}", "queued"), expect_version=ABSENT),
+            ),
+            "store.put(force=True)": per_call(
+                endpoint,
+                count,
+                lambda n: store.put(JobRecord(f"absent-{n}", "running"), force=True),
+            ),
+            "store.put, final state (done), new job": per_call(
                 endpoint, count, lambda n: store.put(JobRecord(f"final-{n}", "done"))
             ),
             "store.put, non-final (running), new job": per_call(
@@ -267,6 +278,9 @@ def main() -> None:
         )
         requests[f"store.purge of the {count} old records"] = per_call(
             endpoint, 1, lambda n: listing.purge(older_than=1_600_000_001)
+        )
+        requests[f"store.purge(expired=True) of {count} records, none expired"] = per_call(
+            endpoint, 1, lambda n: listing.purge(expired=True)
         )
         store.close()
     finally:

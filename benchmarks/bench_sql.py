@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from _common import call, one_kb_record, rate
+from _common import FixedStore, alternate, call, one_kb_record
 
 from jobstatus import JobNotFound, JobRecord, StatusService
 from jobstatus.adapters.wsgi import make_app
@@ -53,18 +53,6 @@ JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 IDS = [str(uuid.UUID(int=n)) for n in range(100)]  # writes cycle over 100 jobs
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def alternate(
-    contenders: dict[str, Callable[[int], object]], rounds: int, seconds: float
-) -> dict[str, list[float]]:
-    for work in contenders.values():  # warm up: connections, prepared statements, caches
-        rate(work, min(seconds, 0.3))
-    results: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, work in contenders.items():
-            results[name].append(rate(work, seconds))
-    return results
 
 
 # -- the databases -------------------------------------------------------------------------------
@@ -195,18 +183,6 @@ def floor_app(raw: Any, table: str, p: str) -> WSGIApp:
         return [data]
 
     return app
-
-
-class FixedStore(MemoryStore):
-    """Hands back one parsed record: the service's own cost, with no storage at all."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.record = one_kb_record()
-
-    def get(self, job_id: str) -> JobRecord:
-        check_job_id(job_id)
-        return self.record
 
 
 class RawDriverStore(MemoryStore):

@@ -42,6 +42,8 @@ extensions = [
 # The CLI reference directive (``.. jobstatus-cli::``), rendered from jobstatus.cli.build_parser().
 if (DOCS / "_ext" / "cli_reference.py").exists():
     extensions.append("cli_reference")
+# The state diagram (``.. job-state-diagram::``), drawn from jobstatus.JobState with matplotlib.
+extensions.append("state_diagram")
 
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
@@ -61,6 +63,8 @@ autodoc_default_options = {
 }
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+# Signatures name the alias rather than spelling out its private sentinel type.
+autodoc_type_aliases = {"ExpectedVersion": "jobstatus.store.ExpectedVersion"}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 
@@ -78,10 +82,18 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # The docs are built offline, so there is no inventory to link the standard library (builtins and
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
-_STDLIB_MODULES = ["argparse", "collections", "enum", "os", "pathlib", "types", "urllib"]
-_THIRD_PARTY_MODULES = ["fastapi", "flask", "fsspec", "hypothesis", "sqlalchemy", "st", "starlette"]
+_STDLIB_MODULES = [
+    "_thread", "argparse", "collections", "datetime", "enum", "os", "pathlib", "threading",
+    "types", "urllib",
+]  # fmt: skip
+_THIRD_PARTY_MODULES = [
+    "fastapi", "flask", "fsspec", "hypothesis", "redis", "sqlalchemy", "st", "starlette",
+]  # fmt: skip
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),
+    # Private names that public signatures spell out (the sentinel type behind ABSENT in
+    # ExpectedVersion's "alias of", the protocol Heartbeat.add takes): not documented, not linked.
+    (r"py:.*", r"jobstatus(\.\w+)*\._\w+.*"),
 ]
 
 
@@ -107,9 +119,10 @@ def _resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
 
 
 # -- every public name is documented -------------------------------------------------------------
-# A name in the ``__all__`` of a jobstatus module must have an entry in the API reference, under
-# that module or wherever the same object is documented (``jobstatus.X`` for the names the package
-# re-exports). A missing one is a warning, so an error under ``-W``.
+# A name in the ``__all__`` of a public jobstatus module (no part of its dotted name starts with an
+# underscore) must have an entry in the API reference, under that module or wherever the same
+# object is documented (``jobstatus.X`` for the names the package re-exports). A missing one is a
+# warning, so an error under ``-W``.
 
 
 def _public_names() -> dict[str, object]:
@@ -123,7 +136,8 @@ def _public_names() -> dict[str, object]:
     modules = [package.__name__] + [
         info.name
         for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}.")
-        if not info.name.endswith("__main__")
+        # __main__ runs the command; a _private module's names are its package's business
+        if not any(part.startswith("_") for part in info.name.split("."))
     ]
     for module_name in modules:
         module = importlib.import_module(module_name)
@@ -219,7 +233,39 @@ def _drop_explicit_duplicates(app: Any, docname: str, source: list[str]) -> None
         )
 
 
+# -- signatures show what a caller passes -----------------------------------------------------
+# A dataclass's generated __init__ lists its private fields too (Run's store, lock, held-back
+# progress); the reference shows the public parameters only.
+
+
+def _public_signature(
+    app: Any,
+    what: str,
+    name: str,
+    obj: object,
+    options: Any,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str, str | None] | None:
+    if what != "class" or not signature or "_" not in signature:
+        return None
+    import inspect
+
+    from sphinx.util.inspect import stringify_signature
+
+    try:
+        full = inspect.signature(obj)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    public = [p for p in full.parameters.values() if not p.name.startswith("_")]
+    if len(public) == len(full.parameters):
+        return None
+    shown = full.replace(parameters=public)
+    return stringify_signature(shown, show_return_annotation=False), return_annotation
+
+
 def setup(app: Any) -> None:
+    app.connect("autodoc-process-signature", _public_signature)
     app.connect("env-check-consistency", _check_public_names_documented)
     app.connect("missing-reference", _resolve_short_names)
     app.connect("builder-inited", _scan_other_pages)

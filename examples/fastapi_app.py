@@ -1,112 +1,71 @@
 """A FastAPI host app: it accepts a long job, runs it in the background, and serves its status.
 
-Run it (from the repository root)::
+Install FastAPI and uvicorn and run it (from the repository root; it listens on
+127.0.0.1:8082, ``PORT`` changes that)::
 
-    API_KEY=secret uvicorn examples.fastapi_app:app --port 8080
+    pip install -e ".[fastapi]"
+    API_KEY=secret python examples/fastapi_app.py
 
-then submit a job and poll its status (or try both from http://127.0.0.1:8080/docs)::
+or, with uvicorn's own options, ``API_KEY=secret uvicorn --app-dir examples fastapi_app:app
+--port 8082``. Then, in a second terminal, submit a job and poll its status with the
+``job_id`` the 202 answer gives (its ``Location`` header and its ``poll`` key name the status
+endpoint), or try both from http://127.0.0.1:8082/docs::
 
-    curl -X POST -H "x-api-key: secret" -H "Content-Type: application/json" \\
-         -d '{"text": "to be or not to be"}' http://127.0.0.1:8080/v1/demo/wordcount
-    curl -X POST -H "x-api-key: secret" -H "Content-Type: application/json" \\
-         -d '{"job_id": "<the job_id above>"}' http://127.0.0.1:8080/v1/toolkit/job/status
+    curl -i -X POST -H "x-api-key: secret" -d '{"text": "to be or not to be"}' \\
+         http://127.0.0.1:8082/v1/demo/wordcount
+    curl -X POST -H "x-api-key: secret" -d '{"job_id": "<the job_id above>"}' \\
+         http://127.0.0.1:8082/v1/toolkit/job/status
 
 ``JOBSTATUS_STORE`` names the store (``memory://`` by default; a folder keeps the upstream
-layout), ``API_KEY`` the key, ``MAX_QUEUE_LENGTH`` the queue bound (0: none). Jobs run one at a
-time on a worker thread; a :class:`jobstatus.tracker.JobTracker` records each one queued →
-running → done (or failed) in the store, as the upstream service's queue does. With
-``memory://`` run a single worker: each process has its own memory.
+layout), ``API_KEY`` the key, ``MAX_QUEUE_LENGTH`` the queue bound (0: none). With
+``memory://`` run a single worker: each process has its own memory. The job itself, and every
+answer of ``POST /v1/demo/wordcount``, is in ``examples/wordcount.py``, shared with the Flask
+example; this file only mounts it and the status router in FastAPI.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
-import queue
-import threading
-import time
-from contextlib import suppress
-from typing import Any
 
-from fastapi import FastAPI, Security
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import FastAPI, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
+from wordcount import SUBMIT_PATH, SUBMIT_SCHEMA, WordCounts
 
-from jobstatus import QueueFull, StatusService, Store, open_store
+from jobstatus import Store, open_store
 from jobstatus.adapters.fastapi import API_KEY_HEADER, make_router
-from jobstatus.config import api_keys_from_env, build_number_from_env
-from jobstatus.tracker import JobTracker
+from jobstatus.config import api_keys_from_env
 
-SUBMIT_PATH = "/v1/demo/wordcount"
-
-
-class WordCount(BaseModel):
-    """The job's request body."""
-
-    text: str
-    id: Any = None
-
-
-class WordCounter:
-    """One worker thread running the submitted word counts in order; a JobTracker records
-    each one queued → running → done (or failed) in the store."""
-
-    def __init__(self, tracker: JobTracker, *, seconds: float = 1.0) -> None:
-        self.tracker, self.seconds = tracker, seconds
-        self.jobs: queue.Queue[tuple[str, str]] = queue.Queue()
-        threading.Thread(target=self._work, daemon=True).start()
-
-    def submit(self, text: str, request_id: Any) -> dict[str, Any]:
-        """Queue a job; return the upstream 202 body. Raises QueueFull when the queue is full."""
-        job_id = self.tracker.submit(endpoint=SUBMIT_PATH, id=request_id)
-        self.jobs.put((job_id, text))
-        return {
-            "code": 202,
-            "id": request_id,
-            "job_id": job_id,
-            "message": "processing",
-            "pid": os.getpid(),
-            "queue_id": self.tracker.queue_id,
-            "max_queue_length": self.tracker.max_queue_length or "unlimited",
-            "queue_length": self.tracker.queue_length,
-            "build_number": self.tracker.build_number,
-        }
-
-    def _work(self) -> None:
-        while True:
-            job_id, text = self.jobs.get()
-            # A job that raises is recorded "failed" by the tracker; the worker goes on.
-            with suppress(Exception), self.tracker.run(job_id) as run:
-                time.sleep(self.seconds)  # the "long" part of the job
-                run.result = {"words": len(text.split())}
+PORT = 8082
 
 
 def create_app(
     store: Store, api_keys: list[str] | None, *, seconds: float = 1.0, max_queue_length: int = 0
 ) -> FastAPI:
     """The host app: its own job endpoint plus the status endpoints of jobstatus."""
-    build_number = build_number_from_env()
-    tracker = JobTracker(store, build_number=build_number, max_queue_length=max_queue_length)
-    counter = WordCounter(tracker, seconds=seconds)
-    service = StatusService(
-        store,
-        api_keys=api_keys,
-        build_number=build_number,
-        queue_id=tracker.queue_id,
-        queue_length=lambda: tracker.queue_length,
-    )
+    counts = WordCounts(store, api_keys, seconds=seconds, max_queue_length=max_queue_length)
     app = FastAPI(title="Word counts, a jobstatus demo")
-    app.include_router(make_router(service))
+    app.include_router(make_router(counts.service))
 
-    @app.post(SUBMIT_PATH, status_code=202)
-    def wordcount(job: WordCount, api_key: str | None = Security(API_KEY_HEADER)) -> JSONResponse:
-        key = (api_key or "").encode()
-        if api_keys is not None and not any(hmac.compare_digest(key, k.encode()) for k in api_keys):
-            return JSONResponse({"message": "Unauthorized"}, status_code=401)
-        try:
-            return JSONResponse(counter.submit(job.text, job.id), status_code=202)
-        except QueueFull as full:
-            return JSONResponse(full.body(), status_code=429)
+    # The body is read raw, as the status routes read theirs: a malformed one is the same 400
+    # in both example apps, never FastAPI's 422. The schema is still shown in /docs.
+    @app.post(
+        SUBMIT_PATH,
+        status_code=202,
+        response_class=Response,
+        operation_id="submitWordCount",
+        summary="Count the words of a text, as a long job",
+        dependencies=[Security(API_KEY_HEADER)],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": SUBMIT_SCHEMA}},
+            }
+        },
+    )
+    async def wordcount(request: Request) -> Response:
+        body, key = await request.body(), request.headers.get("x-api-key")
+        reply = await run_in_threadpool(counts.submit, body, key)  # the store is synchronous
+        return Response(reply.body, status_code=reply.status, headers=dict(reply.headers))
 
     return app
 
@@ -116,3 +75,8 @@ app = create_app(
     api_keys_from_env(),
     max_queue_length=int(os.environ.get("MAX_QUEUE_LENGTH", "0")),
 )
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", PORT)))

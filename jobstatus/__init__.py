@@ -4,26 +4,33 @@ from jobstatus.backends import open_store
 from jobstatus.envelope import build_envelope
 from jobstatus.errors import (
     ConfigurationError,
+    Conflict,
     InvalidRequest,
+    JobCancelled,
     JobNotFound,
     JobStatusError,
     QueueFull,
     StorageError,
     Unauthorized,
 )
+from jobstatus.lifecycle import Progress
 from jobstatus.record import JobRecord, JobState
 from jobstatus.service import Reply, StatusService
-from jobstatus.store import Store
+from jobstatus.store import ABSENT, Store
 from jobstatus.tracker import JobTracker
 
 __all__ = [
+    "ABSENT",
     "ConfigurationError",
+    "Conflict",
     "InvalidRequest",
+    "JobCancelled",
     "JobNotFound",
     "JobRecord",
     "JobState",
     "JobStatusError",
     "JobTracker",
+    "Progress",
     "QueueFull",
     "Reply",
     "StatusService",

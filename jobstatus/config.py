@@ -1,18 +1,34 @@
-"""Configuration from the environment, as DESIGN.md lists it.
+"""Configuration from the environment (docs/operations.rst lists every variable).
 
 ``JOBSTATUS_STORE`` names the store; without it the upstream ``LOCAL_STORAGE_PATH`` is a
 filesystem store; without either, ``./jobstatus-data``. ``JOBSTATUS_API_KEYS`` (comma-separated)
-or ``API_KEY`` give the accepted keys; ``JOBSTATUS_BUILD_NUMBER`` the build number.
+or ``API_KEY`` give the accepted keys; ``JOBSTATUS_BUILD_NUMBER`` the build number;
+``JOBSTATUS_JOB_ID_PATTERN`` the job ids the status endpoint serves and the command line writes
+(a UUID by default).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_STORE", "api_keys_from_env", "build_number_from_env", "store_url_from_env"]
+from jobstatus.errors import ConfigurationError
+from jobstatus.schema import UUID_PATTERN
+
+__all__ = [
+    "DEFAULT_STORE",
+    "JOB_ID_PATTERN_VARIABLE",
+    "api_keys_from_env",
+    "build_number_from_env",
+    "job_id_pattern_from_env",
+    "store_url_from_env",
+]
 
 DEFAULT_STORE = "./jobstatus-data"
+#: The variable that holds the job id pattern, a regular expression every job id must match
+#: whole.
+JOB_ID_PATTERN_VARIABLE = "JOBSTATUS_JOB_ID_PATTERN"
 
 
 def store_url_from_env(environ: Mapping[str, str] = os.environ) -> str:
@@ -30,3 +46,17 @@ def api_keys_from_env(environ: Mapping[str, str] = os.environ) -> list[str] | No
 
 def build_number_from_env(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("JOBSTATUS_BUILD_NUMBER") or None
+
+
+def job_id_pattern_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """``$JOBSTATUS_JOB_ID_PATTERN`` (a regular expression a job id must match whole), else
+    :data:`~jobstatus.schema.UUID_PATTERN`; raises :class:`~jobstatus.ConfigurationError` for
+    one that is not a regular expression."""
+    pattern = environ.get(JOB_ID_PATTERN_VARIABLE) or UUID_PATTERN
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigurationError(
+            f"{JOB_ID_PATTERN_VARIABLE} is not a regular expression: {exc}"
+        ) from exc
+    return pattern

@@ -6,7 +6,7 @@ from typing import Any
 
 __all__ = ["ENVELOPE_KEYS", "build_envelope"]
 
-#: The 13 keys of every 200 answer, in the order of ``spec/job_status.md``.
+#: The 13 keys of every 200 answer, in the order the upstream service documents them.
 ENVELOPE_KEYS = (
     "endpoint",
     "code",
@@ -26,7 +26,7 @@ ENVELOPE_KEYS = (
 
 def build_envelope(
     *,
-    endpoint: str,
+    endpoint: str | None,
     job_id: str | None,
     response: Any,
     code: int = 200,

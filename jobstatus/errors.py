@@ -1,6 +1,7 @@
 """The errors of jobstatus. Each HTTP-facing one carries its status code and renders its body.
 
-The bodies are those of ``spec/job_status.md``; :meth:`JobStatusError.body` gives them.
+The bodies are the endpoint's documented answers (the docs' "The endpoint" page lists them);
+:meth:`JobStatusError.body` gives them.
 """
 
 from __future__ import annotations
@@ -10,20 +11,27 @@ from typing import Any, ClassVar
 
 __all__ = [
     "ConfigurationError",
+    "Conflict",
+    "Forbidden",
+    "JobCancelled",
     "InvalidRequest",
     "JobNotFound",
     "JobStatusError",
     "QueueFull",
     "StorageError",
     "Unauthorized",
+    "missing_extra",
     "redact",
 ]
 
-# user:password@ in a URL or DSN, and key=value pairs that name a secret.
+# user:password@ in a URL or DSN; key=value pairs that name a secret, and quoted "key": value
+# pairs (JSON, a dict's repr). Not an unquoted "key: value": that is prose, such as MySQL's
+# own "(using password: YES)", which holds no secret.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
 _SECRET_PARAM = re.compile(
     r"(?P<key>\b(?:password|passwd|pwd|secret|secret_key|aws_secret_access_key|token|api_key|"
-    r"session_token|account_key|sas_token)\b\s*[=:]\s*)(?P<quote>['\"]?)[^\s&'\",;})]+",
+    r"session_token|account_key|sas_token)\b(?:\s*=\s*|['\"]\s*:\s*))"
+    r"(?P<quote>['\"]?)[^\s&'\",;})]+",
     re.IGNORECASE,
 )
 
@@ -65,6 +73,19 @@ class Unauthorized(JobStatusError):
         return {"message": "Unauthorized"}
 
 
+class Forbidden(JobStatusError):
+    """403: the key is good but lacks the scope the route needs (checked before the store)."""
+
+    status = 403
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"the key lacks the {scope!r} scope")
+        self.scope = scope
+
+    def body(self) -> dict[str, Any]:
+        return {"message": "Forbidden"}
+
+
 class JobNotFound(JobStatusError, KeyError):
     """404: no record has this job id."""
 
@@ -79,6 +100,29 @@ class JobNotFound(JobStatusError, KeyError):
 
     def body(self) -> dict[str, Any]:
         return {"error": "Job not found", "job_id": self.job_id}
+
+
+class Conflict(JobStatusError):
+    """409: a conditional write found the job changed (``put(..., expect_version=…)``)."""
+
+    status = 409
+
+    def __init__(self, job_id: str, reason: str = "the job was changed by another writer") -> None:
+        super().__init__(f"{reason}: {job_id!r}")
+        self.job_id = job_id
+        self.reason = reason
+
+    def body(self) -> dict[str, Any]:
+        return {"error": "Job changed", "job_id": self.job_id}
+
+
+class JobCancelled(Exception):
+    """Raised inside a tracked run (``run.check_cancelled()``) once a client asked the job to
+    stop; the run then records ``cancelled``."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} was cancelled")
+        self.job_id = job_id
 
 
 class QueueFull(JobStatusError):
@@ -130,3 +174,12 @@ class ConfigurationError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
+
+
+def missing_extra(extra: str, cause: ImportError) -> ConfigurationError:
+    """The error for a backend, adapter or command whose optional dependency is not installed:
+    it names the missing module and the ``pip install "jobstatus[extra]"`` line."""
+    return ConfigurationError(
+        f"{cause.name or 'a dependency'} is not installed; "
+        f'install it with: pip install "jobstatus[{extra}]"'
+    )

@@ -6,6 +6,9 @@ again after an interruption: a record whose destination copy already has the sam
 kept (the host may already write to the new store). Records are written with
 :meth:`~jobstatus.Store.restore` in batches.
 
+With ``dry_run`` nothing is written or created anywhere: the only calls are listings of the
+source and of a destination that exists (one that does not is empty, and is not read).
+
 Memory stays bounded by the destination's size, not the documents': the destination is first
 indexed as ``job_id → (updated_at, fingerprint)``, about 150 bytes a record.
 """
@@ -22,7 +25,7 @@ from jobstatus.errors import JobStatusError, StorageError
 from jobstatus.record import JobRecord
 from jobstatus.store import Store
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MigrationProgress", "migrate"]
+__all__ = ["DEFAULT_BATCH_SIZE", "MigrationProgress", "migrate", "store_exists"]
 
 DEFAULT_BATCH_SIZE = 500
 # The count and index phases report every this many records.
@@ -83,6 +86,13 @@ class MigrationProgress:
         return max(0, self.total - self.seen) / max(self.rate, 1e-9)
 
 
+def store_exists(store: Store) -> bool:
+    """``store.exists()``: whether the store's container (folder, table, bucket) is there.
+    True for a store that does not say (the method is optional in the protocol)."""
+    exists = getattr(store, "exists", None)
+    return True if exists is None else bool(exists())
+
+
 def migrate(
     src: Store,
     dst: Store,
@@ -98,7 +108,7 @@ def migrate(
     With ``count_first`` the source is read once more beforehand to count its records, so that
     progress can show a total and an ETA: cheap on a database, a second download of every
     record on an object store. With ``dry_run`` nothing is written; the counts say what would
-    be.
+    be. A destination that does not exist (:func:`store_exists`) is not read: it is empty.
 
     A failure of either store raises :class:`~jobstatus.StorageError` saying how far the copy
     got; every record written before it is complete, so running again finishes the job.
@@ -118,7 +128,7 @@ def migrate(
         state.phase = "index"
         report(state)
         existing: dict[str, tuple[float | None, bytes]] = {}
-        for record in dst.list():
+        for record in dst.list() if store_exists(dst) else ():
             existing[record.job_id] = _signature(record)
             state.indexed += 1
             if not state.indexed % _REPORT_EVERY:
@@ -135,7 +145,8 @@ def migrate(
             report(state)
     except JobStatusError as exc:
         raise StorageError(
-            f"{exc} (migrate stopped after copying {state.copied} records; run it again to finish)"
+            f"{exc} (migrate stopped after copying {state.copied:,} "
+            f"{'record' if state.copied == 1 else 'records'}; run it again to finish)"
         ) from exc
     state.total = state.seen
     state.phase = "done"

@@ -5,10 +5,13 @@ A record's *document* is exactly the upstream job file::
     {"job_status": "done", "job_id": "<id>", "queue_id": 140368864456064,
      "process_id": 123456, "response": {...}}
 
-Unknown top-level keys are kept in :attr:`JobRecord.extra` and written back unchanged, and a
-document that lacks one of the upstream keys is written back without it, so any document a
-third-party writer stored survives a round trip. ``updated_at`` is storage metadata, never part
-of the document.
+Beside them a document may carry ``created_at``, ``started_at``, ``ended_at``, ``progress``,
+``expires_at``, ``cancel_requested_at`` and ``owner`` (:mod:`jobstatus.lifecycle`), each written
+only when set: a record without them writes exactly the upstream document. Unknown top-level
+keys are kept in :attr:`JobRecord.extra` and written back unchanged, and a document that lacks
+one of the upstream keys is written back without it, so any document a third-party writer
+stored survives a round trip. ``updated_at`` and ``version`` are storage metadata, never part of
+the document.
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ import enum
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from jobstatus.errors import InvalidRequest
+from jobstatus.lifecycle import (
+    LIFECYCLE_KEYS,
+    Progress,
+    checked_lifecycle,
+    dump_lifecycle,
+    read_lifecycle,
+)
 
 __all__ = ["FINAL_STATES", "MAX_JOB_ID_BYTES", "JobRecord", "JobState", "check_job_id"]
 
@@ -33,13 +44,14 @@ class JobState(str, enum.Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
 
 
-#: States a job never leaves unless a write is forced.
-FINAL_STATES = frozenset({JobState.DONE.value, JobState.FAILED.value})
+#: States a job never leaves, not even for another final state, unless a write is forced.
+FINAL_STATES = frozenset({JobState.DONE.value, JobState.FAILED.value, JobState.CANCELLED.value})
 
 #: The longest job id, in UTF-8 bytes, that every store accepts. 250 rather than 255 so that
 #: ``<job_id>.json`` still fits a 255-byte file name: a record any store accepts can be migrated
@@ -48,6 +60,7 @@ MAX_JOB_ID_BYTES = 250
 
 _UPSTREAM_KEYS = ("job_status", "job_id", "queue_id", "process_id", "response")
 _OPTIONAL_KEYS = frozenset(_UPSTREAM_KEYS[2:])
+_LIFECYCLE_KEY_SET = frozenset(LIFECYCLE_KEYS)
 _UNSAFE_ID = re.compile(r"[\x00-\x1f\x7f/\\]|\.\.")
 # An escaped NUL in JSON text: an odd number of backslashes before "u0000".
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -94,19 +107,48 @@ class JobRecord:
     updated_at: float | None = field(default=None, compare=False)
     #: Upstream keys the source document did not have; kept out of :meth:`to_dict` while None.
     absent: frozenset[str] = field(default=frozenset(), repr=False)
+    _: KW_ONLY
+    #: When the job was submitted, started, ended (aware datetimes, UTC, milliseconds).
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    #: How far a running job is.
+    progress: Progress | None = None
+    #: After this moment the record reads as absent everywhere, until purged.
+    expires_at: datetime | None = None
+    #: When a client asked a running job to stop.
+    cancel_requested_at: datetime | None = None
+    #: Whose job this is (keys bound to an owner see only their owner's jobs).
+    owner: str | None = None
+    #: The stored document's version, set by the store on every record it returns. It changes
+    #: whenever the stored document changes. Storage metadata, like ``updated_at``.
+    version: str | None = field(default=None, compare=False)
     _compact: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.job_status, JobState):
             object.__setattr__(self, "job_status", self.job_status.value)
-        clash = set(self.extra).intersection(_UPSTREAM_KEYS)
-        if clash:
-            raise ValueError(f"extra must not hold upstream keys: {sorted(clash)}")
+        extra = self.extra
+        if extra:
+            clash = set(extra).intersection(_UPSTREAM_KEYS)
+            if clash:
+                raise ValueError(f"extra must not hold upstream keys: {sorted(clash)}")
+        for name in LIFECYCLE_KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                if name in extra:
+                    raise ValueError(f"{name} is set both as an attribute and in extra")
+                object.__setattr__(self, name, checked_lifecycle(name, value))
 
     @property
     def is_final(self) -> bool:
-        """True once the job is ``done`` or ``failed``."""
+        """True once the job is ``done``, ``failed`` or ``cancelled``."""
         return self.job_status in FINAL_STATES
+
+    def is_expired(self, now: float) -> bool:
+        """True when ``expires_at`` is set and not later than ``now`` (seconds since the epoch)."""
+        expires = self.expires_at
+        return expires is not None and expires.timestamp() <= now
 
     def to_dict(self) -> dict[str, Any]:
         """The document, in the upstream key order, unknown keys last."""
@@ -120,6 +162,10 @@ class JobRecord:
         for key in self.absent:
             if doc.get(key, 0) is None:
                 del doc[key]
+        for name in LIFECYCLE_KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = dump_lifecycle(name, value)
         doc.update(self.extra)
         return doc
 
@@ -150,7 +196,13 @@ class JobRecord:
         return text
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any], *, updated_at: float | None = None) -> JobRecord:
+    def from_dict(
+        cls,
+        doc: Mapping[str, Any],
+        *,
+        updated_at: float | None = None,
+        version: str | None = None,
+    ) -> JobRecord:
         """Read a document; raise :class:`InvalidRequest` unless it has string ``job_id`` and
         ``job_status``."""
         if not isinstance(doc, Mapping):
@@ -160,22 +212,35 @@ class JobRecord:
             raise InvalidRequest("a job document needs a non-empty string 'job_id'")
         if not isinstance(job_status, str) or not job_status:
             raise InvalidRequest("a job document needs a non-empty string 'job_status'")
+        extra = {k: v for k, v in doc.items() if k not in _UPSTREAM_KEYS}
+        lifecycle: dict[str, Any] = {}
+        if extra and not _LIFECYCLE_KEY_SET.isdisjoint(extra):
+            for name in _LIFECYCLE_KEY_SET.intersection(extra):
+                try:
+                    lifecycle[name] = read_lifecycle(name, extra[name])
+                except (ValueError, TypeError):
+                    continue  # not ours to read: kept in extra exactly as stored
+                del extra[name]
         return cls(
             job_id=job_id,
             job_status=job_status,
             queue_id=doc.get("queue_id"),
             process_id=doc.get("process_id"),
             response=doc.get("response"),
-            extra={k: v for k, v in doc.items() if k not in _UPSTREAM_KEYS},
+            extra=extra,
             updated_at=updated_at,
             absent=_OPTIONAL_KEYS.difference(doc),
+            version=version,
+            **lifecycle,
         )
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, updated_at: float | None = None) -> JobRecord:
+    def from_json(
+        cls, text: str | bytes, *, updated_at: float | None = None, version: str | None = None
+    ) -> JobRecord:
         """Parse JSON text written by :meth:`to_json` or by the upstream service."""
         try:
             doc = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise InvalidRequest(f"the job document is not valid JSON: {exc}") from exc
-        return cls.from_dict(doc, updated_at=updated_at)
+        return cls.from_dict(doc, updated_at=updated_at, version=version)

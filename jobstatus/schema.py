@@ -26,7 +26,7 @@ __all__ = [
     "parse_json_body",
 ]
 
-#: The body of ``POST /v1/toolkit/job/status``, as ``spec/job_status.md`` gives it.
+#: The body of ``POST /v1/toolkit/job/status``, as the upstream service documents it.
 JOB_STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"job_id": {"type": "string"}},

@@ -1,14 +1,55 @@
-"""Serve the endpoints under gunicorn: each worker opens its own store after the fork."""
+"""Serve the endpoints under gunicorn: each worker opens its own store after the fork.
+
+Before gunicorn starts, :func:`serve` checks that the address can be bound, so a port another
+server holds is one line naming the port and ``--port`` rather than gunicorn's retries and
+"Connection in use" log.
+"""
 
 from __future__ import annotations
 
+import errno
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jobstatus.backends import missing_extra
-from jobstatus.errors import ConfigurationError
+from jobstatus.errors import ConfigurationError, missing_extra
+from jobstatus.schema import UUID_PATTERN
 
-__all__ = ["serve"]
+__all__ = ["check_address", "serve"]
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise :class:`~jobstatus.ConfigurationError` unless a server can listen on ``host:port``.
+
+    It binds a socket as gunicorn does (``SO_REUSEADDR``, IPv6 for an address with a colon)
+    and closes it at once: a port another server listens on is refused, one in ``TIME_WAIT``
+    is not. The message is one line naming the address and the option that changes it.
+    """
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"--port {port} is not a port number (0 to 65535)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        # (TypeError, UnicodeError: a host name that cannot be encoded for the resolver)
+        except (OSError, TypeError, UnicodeError) as exc:
+            code = getattr(exc, "errno", None)
+            if code == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {port} on {host} is already in use (another server, perhaps an "
+                    f"earlier jobstatus serve?); stop it or choose another port with --port"
+                ) from exc
+            if code == errno.EACCES:
+                raise ConfigurationError(
+                    f"not allowed to listen on port {port} of {host}; "
+                    f"choose a port above 1023 with --port"
+                ) from exc
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigurationError(
+                f"cannot listen on {host} port {port} ({reason}); "
+                f"check --host, or choose another port with --port"
+            ) from exc
 
 
 def serve(
@@ -20,9 +61,16 @@ def serve(
     workers: int = 2,
     build_number: str | None = None,
     upstream_wire: bool = False,
+    job_id_pattern: str = UUID_PATTERN,
     extra_options: dict[str, Any] | None = None,
 ) -> None:
-    """Run gunicorn in the foreground until it is stopped."""
+    """Run gunicorn in the foreground until it is stopped. ``job_id_pattern`` is the
+    :class:`~jobstatus.StatusService`'s: the job ids it serves (a UUID by default).
+
+    Raises :class:`~jobstatus.ConfigurationError` before starting gunicorn when gunicorn is not
+    installed, ``workers`` is below 1, the address cannot be bound (:func:`check_address`) or
+    the store cannot be opened.
+    """
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError as exc:
@@ -34,6 +82,7 @@ def serve(
 
     if workers < 1:
         raise ConfigurationError("--workers must be at least 1")
+    check_address(host, port)
     open_store(store_url).close()  # fail fast, in the master, on a bad URL or a missing extra
 
     class _Server(BaseApplication):  # type: ignore[misc]
@@ -50,7 +99,11 @@ def serve(
         def load(self) -> Callable[..., Any]:
             store = open_store(store_url)
             service = StatusService(
-                store, api_keys=api_keys, build_number=build_number, upstream_wire=upstream_wire
+                store,
+                api_keys=api_keys,
+                build_number=build_number,
+                upstream_wire=upstream_wire,
+                job_id_pattern=job_id_pattern,
             )
             return make_app(service)
 

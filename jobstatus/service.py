@@ -39,13 +39,22 @@ from jobstatus.schema import (
     parse_json_body,
 )
 from jobstatus.store import Store
+from jobstatus.tracker import JobTracker
 
-__all__ = ["JOBS_STATUS_PATH", "JOB_STATUS_PATH", "Reply", "StatusService", "dump_json"]
+__all__ = [
+    "JOBS_STATUS_PATH",
+    "JOB_CANCEL_PATH",
+    "JOB_STATUS_PATH",
+    "Reply",
+    "StatusService",
+    "dump_json",
+]
 
 log = logging.getLogger(__name__)
 
 JOB_STATUS_PATH = "/v1/toolkit/job/status"
 JOBS_STATUS_PATH = "/v1/toolkit/jobs/status"
+JOB_CANCEL_PATH = "/v1/toolkit/job/cancel"
 DEFAULT_SINCE_SECONDS = 600
 
 _JSON_HEADERS = (("Content-Type", "application/json"),)
@@ -79,7 +88,8 @@ class Reply:
 
 
 class StatusService:
-    """Answers the status endpoints of ``spec/job_status.md`` from a :class:`~jobstatus.Store`.
+    """Answers ``POST /v1/toolkit/job/status`` and ``POST /v1/toolkit/jobs/status`` from a
+    :class:`~jobstatus.Store`, in the shapes the docs' "The endpoint" page lists.
 
     Args:
         store: where records are read. Reading a status never writes.
@@ -95,6 +105,9 @@ class StatusService:
         upstream_wire: answer as the running upstream service does rather than as its
             document says: a 404 or 500 wrapped in an envelope whose ``message`` holds the
             error, and a fresh outer ``job_id`` per request.
+        allow_cancel: mount ``POST /v1/toolkit/job/cancel``. True cancels with a plain
+            :class:`~jobstatus.JobTracker` on ``store``; pass the host's own tracker so that
+            a cancelled job gets its ``failure_ttl`` and ``build_number``.
     """
 
     def __init__(
@@ -108,6 +121,7 @@ class StatusService:
         job_id_pattern: str = UUID_PATTERN,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         upstream_wire: bool = False,
+        allow_cancel: bool | JobTracker = False,
     ) -> None:
         if isinstance(api_keys, str):
             raise TypeError("api_keys takes a collection of keys, not one string")
@@ -132,6 +146,14 @@ class StatusService:
             JOB_STATUS_PATH: self.job_status,
             JOBS_STATUS_PATH: self.jobs_status,
         }
+        self._canceller: JobTracker | None = None
+        if allow_cancel:
+            self._canceller = (
+                allow_cancel
+                if isinstance(allow_cancel, JobTracker)
+                else JobTracker(store, build_number=build_number, queue_id=self.queue_id)
+            )
+            self.routes[JOB_CANCEL_PATH] = self.job_cancel
 
     def __repr__(self) -> str:
         auth = "off" if self._keys is None else f"{len(self._keys)} key(s)"
@@ -150,6 +172,14 @@ class StatusService:
             JOB_STATUS_PATH, body, api_key, self._read_job_request, self._job_response
         )
 
+    def job_cancel(self, body: bytes, api_key: str | None) -> Reply:
+        """``POST /v1/toolkit/job/cancel`` (with ``allow_cancel``): ask a job to stop. A 202
+        envelope when a running job was asked to stop, a 200 one when the job is now (or
+        already was) final; ``response`` is the record as stored after the call."""
+        return self._answer(
+            JOB_CANCEL_PATH, body, api_key, self._read_job_request, self._cancel_response
+        )
+
     def jobs_status(self, body: bytes, api_key: str | None) -> Reply:
         """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
         return self._answer(
@@ -164,7 +194,7 @@ class StatusService:
         body: bytes,
         api_key: str | None,
         read: Callable[[bytes], dict[str, Any]],
-        respond: Callable[[dict[str, Any]], tuple[str, str | None]],
+        respond: Callable[[dict[str, Any]], tuple[str, str | None, int]],
     ) -> Reply:
         started = time.perf_counter()
         request_id = None
@@ -172,9 +202,10 @@ class StatusService:
             self._authenticate(api_key)
             payload = read(body)
             request_id = payload.get("id")
-            response_json, job_id = respond(payload)
+            response_json, job_id, code = respond(payload)
             return Reply(
-                200, self._success_body(endpoint, request_id, job_id, response_json, started)
+                code,
+                self._success_body(endpoint, code, request_id, job_id, response_json, started),
             )
         except JobStatusError as error:
             return self._error_reply(endpoint, error, request_id, started)
@@ -206,38 +237,45 @@ class StatusService:
             )
         return payload
 
-    def _job_response(self, payload: dict[str, Any]) -> tuple[str, str | None]:
+    def _job_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
         job_id: str = payload["job_id"]
-        return self.store.get(job_id).compact_json(), job_id
+        return self.store.get(job_id).compact_json(), job_id, 200
+
+    def _cancel_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
+        job_id: str = payload["job_id"]
+        assert self._canceller is not None  # the route is mounted only with one
+        record = self._canceller.cancel(job_id)
+        return record.compact_json(), job_id, 200 if record.is_final else 202
 
     def _read_jobs_request(self, body: bytes) -> dict[str, Any]:
         return self._validate_jobs(
             parse_json_body(body, max_bytes=self.max_body_bytes, allow_empty=True)
         )
 
-    def _jobs_response(self, payload: dict[str, Any]) -> tuple[str, str | None]:
+    def _jobs_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
         since_seconds = payload.get("since_seconds", DEFAULT_SINCE_SECONDS)
         records = self.store.list(since=time.time() - since_seconds)
-        return dump_compact({r.job_id: r.job_status for r in records}), None
+        return dump_compact({r.job_id: r.job_status for r in records}), None, 200
 
     # -- answers -----------------------------------------------------------------------------
 
     def _success_body(
         self,
         endpoint: str,
+        code: int,
         request_id: Any,
         job_id: str | None,
         response_json: str,
         started: float,
     ) -> bytes:
-        """The 200 envelope, byte for byte what ``dump_json(build_envelope(...))`` gives, spliced
+        """The envelope, byte for byte what ``dump_json(build_envelope(...))`` gives, spliced
         around the record's own cached JSON so that a polled record is not encoded again."""
         if self.upstream_wire:
             job_id = str(uuid.uuid4())
         run_time = _scalar_json(round(time.perf_counter() - started, 3))
         queue_length = self._queue_length
         return (
-            f'{{"endpoint":"{endpoint}","code":200,"id":{_scalar_json(request_id)},'
+            f'{{"endpoint":"{endpoint}","code":{code},"id":{_scalar_json(request_id)},'
             f'"job_id":{_scalar_json(job_id)},"response":{response_json},"message":"success",'
             f'"pid":{os.getpid()},"queue_id":{_scalar_json(self.queue_id)},'
             f'"run_time":{run_time},"queue_time":0.0,"total_time":{run_time},"queue_length":'

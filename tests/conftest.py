@@ -9,6 +9,10 @@ import pytest
 
 REQUIRE_SERVICES = os.environ.get("JOBSTATUS_REQUIRE_SERVICES") == "1"
 
+# The local S3 endpoint's fixtures (s3_endpoint, strict_s3_endpoint, aws_environment,
+# s3_store_url), for every test module.
+pytest_plugins = ["tests.s3_fixtures"]
+
 
 def service_unavailable(reason: str) -> None:
     """Skip the test, or fail it when services are required."""

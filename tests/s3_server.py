@@ -1,20 +1,15 @@
 """A local S3 endpoint for the tests: moto's S3 server over real HTTP on 127.0.0.1.
 
-``s3_endpoint`` (session scope) serves moto's application -- what ``moto_server`` and
-``ThreadedMotoServer`` run -- from a thread, on a free port, with a request log in front of it
-so that tests can count what reaches the server. Credentials and the region come from the
-environment (``AWS_DEFAULT_REGION=us-east-1``, dummy keys), as a deployment's would; the region is
-not passed as ``client_kwargs``, or s3fs would send a location constraint moto refuses.
+:func:`serve_moto` serves moto's application -- what ``moto_server`` and ``ThreadedMotoServer``
+run -- from a thread, on a free port, with a request log in front of it so that tests can count
+what reaches the server (and see the conditions a write carried). Credentials and the region
+come from the environment (``AWS_DEFAULT_REGION=us-east-1``, dummy keys), as a deployment's
+would; the region is not passed as ``client_kwargs``, or s3fs would send a location constraint
+moto refuses. :func:`serve_strict_moto` runs a second moto server in a subprocess that checks
+credentials, for the tests of a wrong key.
 
-``strict_s3_endpoint`` runs a second moto server in a subprocess that checks credentials, for
-the tests of a wrong key.
-
-Use from a test module (no conftest change needed)::
-
-    from tests.s3_server import s3_endpoint  # noqa: F401  (a fixture)
-
-A missing moto, or a server that does not start, is a skip on a laptop and a failure when
-``JOBSTATUS_REQUIRE_SERVICES=1``.
+The fixtures built on these live in ``tests/s3_fixtures.py`` (a plugin every test module gets
+through ``tests/conftest.py``); test modules import only the names below, never a fixture.
 """
 
 from __future__ import annotations
@@ -25,18 +20,18 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
-
-import pytest
-
-from tests.conftest import service_unavailable
 
 REGION = "us-east-1"
 ACCESS_KEY = "jobstatus-test-key"
 SECRET_KEY = "jobstatus-test-secret-5ecr3t"
 BUCKET = "jobstatus-tests"
+
+#: The request headers that make a write conditional, as logged per request.
+CONDITION_HEADERS = ("If-Match", "If-None-Match")
 
 # Serves moto in a child process and prints its port; INITIAL_NO_AUTH_ACTION_COUNT=0 in the
 # environment makes it check every request's credentials.
@@ -56,13 +51,23 @@ server.serve_forever()
 """
 
 
+class EndpointUnavailable(Exception):
+    """moto is not installed, or its server does not start."""
+
+
+Request = tuple[str, str]  # (method, path with query)
+
+
 @dataclass
 class S3Endpoint:
     """A running S3 endpoint and what it has been asked."""
 
     url: str
     #: (method, path with query) of every request, in the order the server got them.
-    requests: list[tuple[str, str]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    #: The conditional headers (``If-Match``, ``If-None-Match``) of each request, in that order.
+    conditions: list[dict[str, str]] = field(default_factory=list)
+    _hooks: list[tuple[str, Callable[[], Any]]] = field(default_factory=list)
 
     def store_url(self, prefix: str | None = None, bucket: str = BUCKET, **query: str) -> str:
         """An ``s3://`` store URL on this endpoint, under a fresh prefix unless one is given."""
@@ -73,13 +78,15 @@ class S3Endpoint:
         return f"s3://{bucket}/{prefix}?{params}"
 
     def create_bucket(self, name: str) -> None:
-        import s3fs
+        import botocore.session
 
-        fs = s3fs.S3FileSystem(endpoint_url=self.url, skip_instance_cache=True)
+        client = botocore.session.get_session().create_client(
+            "s3", endpoint_url=self.url, region_name=REGION
+        )
         try:
-            fs.call_s3("create_bucket", Bucket=name)
+            client.create_bucket(Bucket=name)
         finally:
-            s3fs.S3FileSystem.close_session(fs.loop, fs._s3creator)
+            client.close()
 
     def backdate(self, bucket: str, key: str, when: float) -> None:
         """Set an object's LastModified, as if written at ``when`` (the in-process server)."""
@@ -91,14 +98,36 @@ class S3Endpoint:
         stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].buckets[bucket].keys[key]
         stored.last_modified = datetime.fromtimestamp(when, tz=timezone.utc).replace(tzinfo=None)
 
-    def requests_during(self, action: Callable[[], Any]) -> list[tuple[str, str]]:
+    def requests_during(self, action: Callable[[], Any]) -> list[Request]:
         """The requests the server got while ``action`` ran."""
         start = len(self.requests)
         action()
         return self.requests[start:]
 
+    def conditions_during(self, action: Callable[[], Any]) -> list[tuple[str, str, dict[str, str]]]:
+        """The requests the server got while ``action`` ran, with their conditional headers."""
+        start = len(self.requests)
+        action()
+        requests = self.requests[start:]
+        return [(*request, self.conditions[start + n]) for n, request in enumerate(requests)]
 
-def _aws_environment() -> dict[str, str]:
+    def before_next_write(self, path_suffix: str, action: Callable[[], Any]) -> None:
+        """Run ``action`` in the server once, when the next write to a path ending in
+        ``path_suffix`` arrives and before it is served: a writer coming in between."""
+        self._hooks.append((path_suffix, action))
+
+    def _hook_for(self, method: str, path: str) -> Callable[[], Any] | None:
+        if method in ("GET", "HEAD"):
+            return None
+        for n, (suffix, action) in enumerate(self._hooks):
+            if path.endswith(suffix):
+                del self._hooks[n]
+                return action
+        return None
+
+
+def aws_variables() -> dict[str, str]:
+    """Dummy credentials and the region the endpoint's clients take from the environment."""
     return {
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -107,45 +136,43 @@ def _aws_environment() -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def aws_environment() -> Iterator[dict[str, str]]:
-    """Dummy credentials and the region, through the environment; no profile or config file."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in _aws_environment().items():
-            patch.setenv(name, value)
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_CONFIG_FILE", os.devnull)
-        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-        yield _aws_environment()
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(aws_environment: dict[str, str]) -> Iterator[S3Endpoint]:
+@contextmanager
+def serve_moto() -> Iterator[S3Endpoint]:
     """moto's S3 server on 127.0.0.1 (a free port), with the bucket ``BUCKET`` created."""
     try:
         import s3fs  # noqa: F401
         from moto.server import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import WSGIRequestHandler, make_server
     except ImportError as exc:
-        service_unavailable(f"the local S3 endpoint needs moto[server] and s3fs: {exc}")
-        raise  # unreachable: service_unavailable raises
+        raise EndpointUnavailable(
+            f"the local S3 endpoint needs moto[server] and s3fs: {exc}"
+        ) from exc
 
     class Quiet(WSGIRequestHandler):
         def log_request(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-    log: list[tuple[str, str]] = []
     moto_app = DomainDispatcherApplication(create_backend_app)
     # moto checks If-Match / If-None-Match and then writes, without a lock; S3 does both
     # atomically. Writes are serialised here so the endpoint keeps S3's promise.
     writing = threading.Lock()
+    endpoint = S3Endpoint("")
 
     def logged(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         query = environ.get("QUERY_STRING")
         path = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
-        log.append((environ["REQUEST_METHOD"], path))
-        if environ["REQUEST_METHOD"] in ("GET", "HEAD"):
+        method = environ["REQUEST_METHOD"]
+        headers = {
+            name: environ[key]
+            for name in CONDITION_HEADERS
+            if (key := "HTTP_" + name.upper().replace("-", "_")) in environ
+        }
+        endpoint.requests.append((method, path))
+        endpoint.conditions.append(headers)
+        hook = endpoint._hook_for(method, path)
+        if hook is not None:
+            hook()
+        if method in ("GET", "HEAD"):
             result: Iterable[bytes] = moto_app(environ, start_response)
             return result
         with writing:
@@ -154,24 +181,24 @@ def s3_endpoint(aws_environment: dict[str, str]) -> Iterator[S3Endpoint]:
     try:
         server = make_server("127.0.0.1", 0, logged, threaded=True, request_handler=Quiet)
     except OSError as exc:
-        service_unavailable(f"moto's S3 server cannot listen on 127.0.0.1: {exc}")
-        raise
+        raise EndpointUnavailable(f"moto's S3 server cannot listen on 127.0.0.1: {exc}") from exc
     thread = threading.Thread(target=server.serve_forever, name="moto-s3", daemon=True)
     thread.start()
-    endpoint = S3Endpoint(f"http://127.0.0.1:{server.server_port}", log)
+    endpoint.url = f"http://127.0.0.1:{server.server_port}"
     try:
-        endpoint.create_bucket(BUCKET)
-    except Exception as exc:
+        try:
+            endpoint.create_bucket(BUCKET)
+        except Exception as exc:
+            raise EndpointUnavailable(f"moto's S3 server does not answer: {exc}") from exc
+        yield endpoint
+    finally:
         server.shutdown()
-        service_unavailable(f"moto's S3 server does not answer: {exc}")
-    yield endpoint
-    server.shutdown()
-    thread.join()
-    server.server_close()
+        thread.join()
+        server.server_close()
 
 
-@pytest.fixture(scope="session")
-def strict_s3_endpoint(aws_environment: dict[str, str]) -> Iterator[S3Endpoint]:
+@contextmanager
+def serve_strict_moto() -> Iterator[S3Endpoint]:
     """A second moto server, in a subprocess, that refuses unknown credentials."""
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
     try:
@@ -183,20 +210,20 @@ def strict_s3_endpoint(aws_environment: dict[str, str]) -> Iterator[S3Endpoint]:
             text=True,
         )
     except OSError as exc:
-        service_unavailable(f"cannot start moto's server: {exc}")
-        raise
+        raise EndpointUnavailable(f"cannot start moto's server: {exc}") from exc
     try:
         assert process.stdout is not None
         port = process.stdout.readline().strip()
         if not port.isdigit():
             process.kill()
             _, errors = process.communicate(timeout=10)
-            service_unavailable(f"moto's server did not start: {errors[-500:]}")
+            raise EndpointUnavailable(f"moto's server did not start: {errors[-500:]}")
         yield S3Endpoint(f"http://127.0.0.1:{port}")
     finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        if process.returncode is None:
+            process.terminate()
+            try:
+                process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()

@@ -1,24 +1,15 @@
 """What is particular to each adapter: mounting under a prefix, reading no more of a body than
-needed, FastAPI's event loop and OpenAPI document, a missing framework, and the example apps
-driven end to end. The shared HTTP contract is tests/test_http.py, run on every adapter."""
+needed, FastAPI's event loop and OpenAPI document, and a missing framework. The shared HTTP
+contract is tests/test_http.py, run on every adapter; the example apps are test_examples.py."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import json
-import os
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,8 +26,7 @@ JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 OTHER_ID = "0b8e1c7e-2d3f-4a5b-8c9d-0e1f2a3b4c5d"
 STATUS = "/v1/toolkit/job/status"
 LISTING = "/v1/toolkit/jobs/status"
-ROOT = Path(__file__).resolve().parents[1]
-ALL_ANSWERS = {"200", "400", "401", "404", "429", "500"}
+ALL_ANSWERS = {"200", "400", "401", "404", "500"}  # never 429: a status read is never queued
 
 
 @pytest.fixture
@@ -270,6 +260,37 @@ def test_openapi_document_is_valid_and_complete(store: MemoryStore, upstream_wir
         assert example == {"error": "Job not found", "job_id": JOB_ID}
 
 
+def test_openapi_operations_are_named_for_client_generators(store: MemoryStore) -> None:
+    """Explicit operation ids (not FastAPI's ``endpoint_v1_…_post``), one tag, a summary and a
+    description each: what a client generator turns into method names and docs."""
+    app = fastapi_app(service_for(store), prefix="/api")
+    operations = {path: item["post"] for path, item in app.openapi()["paths"].items()}
+    assert {path: op["operationId"] for path, op in operations.items()} == {
+        "/api" + STATUS: "getJobStatus",
+        "/api" + LISTING: "listJobStatuses",
+    }
+    for operation in operations.values():
+        assert operation["tags"] == ["job status"]
+        assert operation["summary"]
+        assert len(operation["description"]) > len(operation["summary"])
+    assert "job_id" in operations["/api" + STATUS]["description"]
+    assert "since_seconds" in operations["/api" + LISTING]["description"]
+    # Two routers in one app (two stores) get the same names: the host prefixes or renames
+    # them itself; one router never documents a name twice.
+    assert len({op["operationId"] for op in operations.values()}) == len(operations)
+
+
+def test_openapi_documents_only_answers_the_service_gives(store: MemoryStore) -> None:
+    """Every documented example is what the route answers for that case; 429 is not one."""
+    app = fastapi_app(service_for(store))
+    responses = app.openapi()["paths"][STATUS]["post"]["responses"]
+    assert "429" not in responses
+    missing = asgi_request(app, "POST", STATUS, json={}, headers={"x-api-key": KEY})
+    assert missing.json() == responses["400"]["content"]["application/json"]["example"]
+    no_key = asgi_request(app, "POST", STATUS, json={"job_id": JOB_ID})
+    assert no_key.json() == responses["401"]["content"]["application/json"]["example"]
+
+
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
     store: MemoryStore,
 ) -> None:
@@ -324,185 +345,3 @@ def test_a_missing_framework_names_the_extra(
     monkeypatch.delitem(sys.modules, f"jobstatus.adapters.{framework}", raising=False)
     with pytest.raises(ConfigurationError, match=rf'pip install "jobstatus\[{framework}\]"'):
         importlib.import_module(f"jobstatus.adapters.{framework}")
-
-
-# -- the example apps, end to end ---------------------------------------------------------------
-
-
-class RecordingStore(MemoryStore):
-    """A memory store that remembers the states written, in order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.states: list[str] = []
-
-    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
-        self.states.append(record.job_status)
-        return super().put(record, force=force)
-
-
-def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"example_{name}", ROOT / "examples" / f"{name}.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves the module's annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-UPSTREAM_202_KEYS = {
-    "code",
-    "id",
-    "job_id",
-    "message",
-    "pid",
-    "queue_id",
-    "max_queue_length",
-    "queue_length",
-    "build_number",
-}
-
-
-def drive(post: Callable[[str, dict[str, Any]], tuple[int, Any]]) -> tuple[str, dict[str, Any]]:
-    """Submit a word count, poll until done, return the job id and the final status answer."""
-    status, accepted = post("/v1/demo/wordcount", {"text": "to be or not to be", "id": "req-1"})
-    assert status == 202, accepted
-    assert set(accepted) == UPSTREAM_202_KEYS
-    assert (accepted["code"], accepted["message"]) == (202, "processing")
-    job_id = accepted["job_id"]
-    deadline = time.monotonic() + 20  # a bound on the wait, not a speed assertion
-    while True:
-        status, answer = post(STATUS, {"job_id": job_id})
-        assert status == 200, answer
-        if answer["response"]["job_status"] in ("done", "failed") or time.monotonic() > deadline:
-            return job_id, answer
-        time.sleep(0.02)
-
-
-def check_done(job_id: str, answer: dict[str, Any]) -> None:
-    assert (answer["endpoint"], answer["job_id"]) == (STATUS, job_id)
-    record = answer["response"]
-    assert record["job_status"] == "done"
-    assert (record["job_id"], record["process_id"]) == (job_id, answer["pid"])
-    work = record["response"]  # the processing endpoint's envelope, as upstream writes it
-    assert (work["endpoint"], work["code"], work["message"]) == (
-        "/v1/demo/wordcount",
-        200,
-        "success",
-    )
-    assert (work["job_id"], work["id"]) == (job_id, "req-1")
-    assert work["response"] == {"words": 6}
-    assert work["total_time"] >= work["run_time"] >= 0
-
-
-def test_flask_example_end_to_end() -> None:
-    pytest.importorskip("flask")
-    store = RecordingStore()
-    client = load_example("flask_app").create_app(store, [KEY], seconds=0.05).test_client()
-
-    def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        answer = client.post(path, json=body, headers={"x-api-key": KEY})
-        return answer.status_code, answer.get_json()
-
-    check_done(*drive(post))
-    assert store.states == ["queued", "running", "done"]
-    assert client.post("/v1/demo/wordcount", json={"text": "x"}).status_code == 401
-    assert (
-        client.post("/v1/demo/wordcount", json={"text": 1}, headers={"x-api-key": KEY}).status_code
-        == 400
-    )
-
-
-def test_flask_example_answers_429_when_its_queue_is_full() -> None:
-    pytest.importorskip("flask")
-    app = load_example("flask_app").create_app(
-        RecordingStore(), [KEY], seconds=2, max_queue_length=1
-    )
-    client = app.test_client()
-    answers = [
-        client.post("/v1/demo/wordcount", json={"text": "a b", "id": n}, headers={"x-api-key": KEY})
-        for n in range(3)
-    ]
-    assert answers[0].status_code == 202
-    # While the first job waits or runs (two seconds), one more fits in the queue: one of the
-    # other two is refused, in the upstream queue-overflow shape, naming its own request.
-    full = [(n, a.get_json()) for n, a in enumerate(answers) if a.status_code == 429]
-    assert len(full) >= 1, [a.status_code for a in answers]
-    n, body = full[0]
-    assert set(body) == UPSTREAM_202_KEYS - {"max_queue_length"}
-    assert (body["code"], body["id"], body["message"]) == (429, n, "MAX_QUEUE_LENGTH (1) reached")
-
-
-def test_fastapi_example_end_to_end() -> None:
-    pytest.importorskip("fastapi")
-    store = RecordingStore()
-    app = load_example("fastapi_app").create_app(store, [KEY], seconds=0.05)
-
-    def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        answer = asgi_request(app, "POST", path, json=body, headers={"x-api-key": KEY})
-        return answer.status_code, answer.json()
-
-    check_done(*drive(post))
-    assert store.states == ["queued", "running", "done"]
-    assert asgi_request(app, "POST", "/v1/demo/wordcount", json={"text": "x"}).status_code == 401
-    # Both the demo's endpoint and the status endpoints share the one security scheme.
-    paths = app.openapi()["paths"]
-    assert paths["/v1/demo/wordcount"]["post"]["security"] == paths[STATUS]["post"]["security"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "command",
-    [
-        [sys.executable, "examples/flask_app.py"],
-        [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", "{port}"],
-    ],
-    ids=["flask", "fastapi"],
-)
-def test_each_example_runs_with_the_command_in_its_docstring(command: list[str]) -> None:
-    port = free_port()
-    env = {**os.environ, "API_KEY": KEY, "PORT": str(port), "JOBSTATUS_STORE": "memory://"}
-    process = subprocess.Popen(
-        [part.format(port=port) for part in command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-    def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}{path}",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"x-api-key": KEY, "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return int(answer.status), json.loads(answer.read())
-        except urllib.error.HTTPError as error:
-            return int(error.code), json.loads(error.read())
-
-    try:
-        deadline = time.monotonic() + 20
-        while True:  # wait for the server to listen
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.communicate()[1].decode()
-                assert time.monotonic() < deadline, "the example never started listening"
-                time.sleep(0.05)
-        check_done(*drive(post))
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)

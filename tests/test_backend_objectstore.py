@@ -13,7 +13,8 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,11 @@ from typing import Any
 import pytest
 
 from jobstatus import (
+    ABSENT,
     ConfigurationError,
+    Conflict,
     InvalidRequest,
+    JobNotFound,
     JobRecord,
     StatusService,
     StorageError,
@@ -33,16 +37,10 @@ from jobstatus.store import Store
 from jobstatus.testing import StoreTests
 from jobstatus.testing.machine import BASE_TIME
 from jobstatus.testing.suite import UNSAFE_JOB_IDS, UPSTREAM_EXAMPLE
-from tests import s3_server
 from tests.s3_server import BUCKET, S3Endpoint
 
 pytestmark = pytest.mark.extras
 fsspec = pytest.importorskip("fsspec")
-
-# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
-strict_s3_endpoint = s3_server.strict_s3_endpoint
 
 from jobstatus.backends.objectstore import ObjectStore, parse_store_url  # noqa: E402
 
@@ -61,14 +59,8 @@ def _object_store(url: str, **options: Any) -> ObjectStore:
 
 
 @pytest.fixture
-def s3_url(s3_endpoint: S3Endpoint) -> str:
-    """A store URL under a prefix of its own: an empty store."""
-    return s3_endpoint.store_url()
-
-
-@pytest.fixture
-def s3_store(s3_url: str) -> Iterator[ObjectStore]:
-    with _object_store(s3_url) as store:
+def s3_store(s3_store_url: str) -> Iterator[ObjectStore]:
+    with _object_store(s3_store_url) as store:
         yield store
 
 
@@ -277,6 +269,51 @@ def test_restore_refuses_a_stamp_in_the_future(s3_store: ObjectStore) -> None:
     assert [r.job_id for r in s3_store.list(since=time.time() + 4)] == ["job-1"]
 
 
+# -- exists(), and reads create nothing ----------------------------------------------------------
+
+
+@pytest.mark.services
+def test_exists_is_the_bucket_and_reads_create_none(
+    s3_endpoint: S3Endpoint, s3_store: ObjectStore
+) -> None:
+    assert s3_store.exists() is True  # the bucket is there, the prefix empty
+    with _object_store(s3_endpoint.store_url(bucket="never-made")) as missing:
+
+        def read_all() -> None:
+            assert missing.exists() is False
+            with pytest.raises(StorageError, match="NoSuchBucket"):
+                missing.get("job-1")
+            with pytest.raises(StorageError, match="NoSuchBucket"):
+                list(missing.list())
+            with pytest.raises(StorageError, match="NoSuchBucket"):
+                missing.purge(older_than=time.time())
+
+        sent = s3_endpoint.requests_during(read_all)
+        assert {method for method, _ in sent} == {"GET", "HEAD"}
+        assert missing.exists() is False
+
+
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_a_fresh_store_creates_no_folder_until_it_writes(kind: str, tmp_path: Path) -> None:
+    url = (
+        f"fsspec+memory://jobstatus-tests/{uuid.uuid4().hex}"
+        if kind == "memory"
+        else f"fsspec+file://{tmp_path}/data"
+    )
+    with _object_store(url) as store:
+        with pytest.raises(JobNotFound):
+            store.get("job-1")
+        assert list(store.list()) == []
+        assert store.purge(older_than=time.time(), expired=True) == 0
+        assert store.delete("job-1") is False
+        assert store.exists() is False
+        assert not store.fs.exists(store.root)
+        store.put(_record())
+        assert store.exists() is True
+        assert store.fs.ls(f"{store.root}/jobs", detail=False) == [f"{store.root}/jobs/job-1.json"]
+        store.delete("job-1")
+
+
 # -- requests: what reaches the server -----------------------------------------------------------
 
 
@@ -285,20 +322,32 @@ def _methods(requests: list[tuple[str, str]]) -> list[str]:
 
 
 @pytest.mark.services
-def test_get_is_one_get_and_a_final_put_one_put(
+def test_get_is_one_get_and_writes_are_conditional_on_what_was_read(
     s3_endpoint: S3Endpoint, s3_store: ObjectStore
 ) -> None:
     key = f"/{s3_store.root}/jobs/{JOB_ID}.json"
-    record = JobRecord.from_dict(UPSTREAM_EXAMPLE)
-    assert s3_endpoint.requests_during(lambda: s3_store.put(record)) == [("PUT", key)]
-    assert s3_endpoint.requests_during(lambda: s3_store.get(JOB_ID)) == [("GET", key)]
-    assert s3_endpoint.requests_during(
-        lambda: s3_store.put(_record(JOB_ID, "running"), force=True)
-    ) == [("PUT", key)]
-    # a non-final put reads first, to keep a final job final
-    assert _methods(
-        s3_endpoint.requests_during(lambda: s3_store.put(_record(JOB_ID, "running")))
-    ) == ["GET", "PUT"]
+
+    def requests(action: Callable[[], Any]) -> list[tuple[str, dict[str, str]]]:
+        sent = s3_endpoint.conditions_during(action)
+        assert {path for _, path, _ in sent} == {key}
+        return [(method, conditions) for method, _, conditions in sent]
+
+    # a new job: one conditional PUT with ABSENT, else a GET (nothing there) first
+    assert requests(lambda: s3_store.put(_record(JOB_ID), expect_version=ABSENT)) == [
+        ("PUT", {"If-None-Match": "*"})
+    ]
+    assert requests(lambda: s3_store.get(JOB_ID)) == [("GET", {})]
+    version = s3_store.get(JOB_ID).version
+    assert requests(lambda: s3_store.put(_record(JOB_ID, "running"))) == [
+        ("GET", {}),
+        ("PUT", {"If-Match": f'"{version}"'}),
+    ]
+    done = JobRecord.from_dict(UPSTREAM_EXAMPLE)
+    assert [m for m, _ in requests(lambda: s3_store.put(done))] == ["GET", "PUT"]
+    assert requests(lambda: s3_store.put(_record(JOB_ID, "running"))) == [("GET", {})]  # kept
+    assert requests(lambda: s3_store.put(_record(JOB_ID, "running"), force=True)) == [("PUT", {})]
+    s3_store.delete(JOB_ID)
+    assert requests(lambda: s3_store.put(done)) == [("GET", {}), ("PUT", {"If-None-Match": "*"})]
 
 
 @pytest.mark.services
@@ -362,27 +411,56 @@ def test_purge_deletes_in_one_bulk_request(s3_endpoint: S3Endpoint, s3_store: Ob
 # -- the final-state rule: conditional writes ----------------------------------------------------
 
 
-@pytest.mark.services
-def test_the_server_refuses_a_write_on_a_stale_etag(s3_url: str) -> None:
-    """The final-state check is atomic on S3: a write conditional on what was read loses
-    against a writer that came in between, and put() then keeps the final job."""
-    from jobstatus.backends.objectstore import _Conflict
+@pytest.fixture
+def two_stores(s3_store_url: str) -> Iterator[tuple[ObjectStore, ObjectStore]]:
+    """Two stores on one prefix, as two processes have: ``mine`` and ``theirs``."""
+    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
+        yield mine, theirs
 
-    with _object_store(s3_url) as mine, _object_store(s3_url) as theirs:
-        mine.put(_record(job_status="running"))
-        seen = mine._objects.read("job-1")
-        theirs.put(_record(job_status="done", response="finished"))
-        with pytest.raises(_Conflict):
-            mine._objects.write("job-1", b"{}", time.time(), if_match=seen.version)
-        with pytest.raises(_Conflict):  # a new job is created only if nobody did meanwhile
-            mine._objects.write("job-1", b"{}", time.time(), if_absent=True)
-        assert mine.put(_record(job_status="running")).job_status == "done"
-        assert theirs.get("job-1").response == "finished"
+
+def _meanwhile(s3_endpoint: S3Endpoint, write: Callable[[], Any]) -> None:
+    """Run ``write`` in the server when the next write of job-1 arrives, before serving it:
+    another writer coming between a store's read and its write."""
+    s3_endpoint.before_next_write("/jobs/job-1.json", write)
 
 
 @pytest.mark.services
-def test_two_stores_racing_never_undo_done(s3_url: str) -> None:
-    stores = [_object_store(s3_url) for _ in range(3)]
+def test_a_writer_between_the_read_and_the_write_makes_s3_refuse_it(
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
+) -> None:
+    """The final-state check is atomic on S3: put() writes only if the object is still the one
+    it read (If-Match); another writer's done landing in between makes S3 refuse the write,
+    and put() reads again and keeps the final job."""
+    mine, theirs = two_stores
+    mine.put(_record(job_status="running"))
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(job_status="done", response="finished")))
+    kept: list[JobRecord] = []
+    requests = s3_endpoint.conditions_during(
+        lambda: kept.append(mine.put(_record(job_status="running")))
+    )
+    shown = [(method, sorted(conditions)) for method, _, conditions in requests]
+    assert shown[:2] == [("GET", []), ("PUT", ["If-Match"])]  # mine: read, write if same
+    # theirs' requests came in between; S3 refused mine, which read again and kept done
+    assert shown[-1] == ("GET", [])
+    assert len([m for m, _ in shown if m == "PUT"]) == 2
+    assert (kept[0].job_status, kept[0].response) == ("done", "finished")
+    assert theirs.get("job-1").response == "finished"
+
+
+@pytest.mark.services
+def test_a_new_job_is_created_only_if_nobody_did_meanwhile(
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
+) -> None:
+    mine, theirs = two_stores
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(job_status="done")))
+    requests = s3_endpoint.conditions_during(lambda: mine.put(_record(job_status="running")))
+    assert ("PUT", {"If-None-Match": "*"}) in [(m, c) for m, _, c in requests]
+    assert mine.get("job-1").job_status == "done"
+
+
+@pytest.mark.services
+def test_two_stores_racing_never_undo_done(s3_store_url: str) -> None:
+    stores = [_object_store(s3_store_url) for _ in range(3)]
     stores[0].put(_record(job_status="running"))
     errors: list[BaseException] = []
 
@@ -403,6 +481,104 @@ def test_two_stores_racing_never_undo_done(s3_url: str) -> None:
     assert all(s.get("job-1").job_status == "done" for s in stores)
     for store in stores:
         store.close()
+
+
+# -- versions, conflicts and expiry on S3 --------------------------------------------------------
+
+
+@pytest.mark.services
+def test_a_write_between_the_read_and_a_versioned_put_is_a_conflict(
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
+) -> None:
+    """expect_version holds across processes: the version is compared with the object read,
+    and the write is conditional on that object, so a writer coming in between wins."""
+    mine, theirs = two_stores
+    seen = mine.put(_record(job_status="running"))
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(job_status="running", response="x")))
+    with pytest.raises(Conflict):
+        mine.put(_record(job_status="running", response="mine"), expect_version=seen.version)
+    assert mine.get("job-1").response == "x"
+
+
+@pytest.mark.services
+def test_absent_loses_to_a_job_created_in_between(
+    s3_endpoint: S3Endpoint, two_stores: tuple[ObjectStore, ObjectStore]
+) -> None:
+    mine, theirs = two_stores
+    _meanwhile(s3_endpoint, lambda: theirs.put(_record(response="theirs"), force=True))
+    with pytest.raises(Conflict):
+        mine.put(_record(response="mine"), expect_version=ABSENT)
+    assert mine.get("job-1").response == "theirs"
+
+
+@pytest.mark.services
+def test_the_version_is_the_etag_and_survives_a_restore(s3_store: ObjectStore) -> None:
+    stored = s3_store.put(_record())
+    key = f"{s3_store.root.partition('/')[2]}/jobs/job-1.json"
+    head = s3_store.fs.call_s3("head_object", Bucket=BUCKET, Key=key)
+    assert head["ETag"] == f'"{stored.version}"'
+    s3_store.restore([s3_store.get("job-1")])
+    restored = s3_store.get("job-1")
+    assert restored.version != stored.version  # a multipart ETag: marks the restore
+    assert s3_store.put(_record("job-1", "done"), expect_version=restored.version).is_final
+
+
+@pytest.mark.services
+def test_purge_of_expired_records_asks_metadata_and_reads_only_foreign_objects(
+    s3_endpoint: S3Endpoint, s3_store: ObjectStore
+) -> None:
+    """The expiry is written in each object's metadata with its stamp; a purge of expired
+    records asks each object for it (HEAD) and downloads only objects written by others."""
+    past, future = datetime(2020, 1, 1, tzinfo=timezone.utc), datetime.now(timezone.utc)
+    future = future.replace(year=future.year + 1)
+    s3_store.put(_record("expired", "done", expires_at=past))
+    s3_store.put(_record("later", "done", expires_at=future))
+    s3_store.put(_record("forever", "running"))
+    foreign = _record("synced", "done", expires_at=past).to_json().encode()
+    s3_store.fs.pipe_file(f"{s3_store.root}/jobs/synced.json", foreign)  # no metadata of ours
+    key = f"{s3_store.root.partition('/')[2]}/jobs/expired.json"
+    head = s3_store.fs.call_s3("head_object", Bucket=BUCKET, Key=key)
+    assert float(head["Metadata"]["expires-at"]) == past.timestamp()
+
+    sent = s3_endpoint.requests_during(lambda: s3_store.purge(expired=True))
+    names = sorted((m, p.rsplit("/", 1)[-1]) for m, p in sent if "/jobs/" in p)
+    assert names == [
+        ("GET", "synced.json"),
+        ("HEAD", "expired.json"),
+        ("HEAD", "forever.json"),
+        ("HEAD", "later.json"),
+        ("HEAD", "synced.json"),
+    ]
+    # and besides: the listing, one bulk delete
+    assert [m for m, p in sent if "/jobs/" not in p] == ["GET", "POST"]
+    assert sorted(r.job_id for r in s3_store.list()) == ["forever", "later"]
+    assert s3_store.delete("synced") is False
+
+
+def test_a_file_written_past_the_memory_store_has_its_own_stamp() -> None:
+    """The memory filesystem has no settable time: the store keeps its stamps in a table of
+    this process, valid only for the very file it wrote."""
+    with _object_store(f"fsspec+memory://jobstatus-tests/{uuid.uuid4().hex}") as store:
+        restored = 1_600_000_000.25
+        store.restore([_record(updated_at=restored)])
+        assert store.get("job-1").updated_at == restored
+        store.fs.pipe_file(
+            f"{store.root}/jobs/job-1.json", _record(job_status="done").to_json().encode()
+        )
+        got = store.get("job-1")
+        assert got.job_status == "done"
+        created = store.fs.info(f"{store.root}/jobs/job-1.json")["created"]
+        assert got.updated_at == created.timestamp()
+        assert got.updated_at != restored
+        store.delete("job-1")
+
+
+def test_local_files_are_replaced_whole(tmp_path: Path) -> None:
+    with _object_store(f"fsspec+file://{tmp_path}") as store:
+        for n in range(3):
+            store.put(_record(response={"n": n}))
+        assert sorted(p.name for p in (tmp_path / "jobs").iterdir()) == ["job-1.json"]
+        assert FileSystemStore(tmp_path).get("job-1").response == {"n": 2}
 
 
 # -- two processes -------------------------------------------------------------------------------
@@ -455,11 +631,11 @@ class _Peer:
 
 
 @pytest.mark.services
-def test_a_write_in_one_process_is_seen_at_once_by_another(s3_url: str) -> None:
+def test_a_write_in_one_process_is_seen_at_once_by_another(s3_store_url: str) -> None:
     since = time.time() - 60
-    peer = _Peer(s3_url)
+    peer = _Peer(s3_store_url)
     try:
-        with _object_store(s3_url) as store:
+        with _object_store(s3_store_url) as store:
             # warm both sides up, so that anything cached would be stale from here on
             assert peer.ask("get job-a") is None
             assert peer.ask(f"list {since}") == []
@@ -486,10 +662,10 @@ def test_a_write_in_one_process_is_seen_at_once_by_another(s3_url: str) -> None:
 
 
 @pytest.mark.services
-def test_a_reader_in_another_process_never_sees_a_torn_record(s3_url: str) -> None:
+def test_a_reader_in_another_process_never_sees_a_torn_record(s3_store_url: str) -> None:
     from jobstatus.testing.processes import rewrite_while_reading
 
-    report = rewrite_while_reading(s3_url, seconds=2.0, size=20_000)
+    report = rewrite_while_reading(s3_store_url, min_reads=21, min_versions=6, size=20_000)
     assert report.reads > 20
     assert report.versions_seen > 5  # the writer was rewriting all along
     assert report.failed == 0
@@ -714,7 +890,6 @@ def test_server_errors_and_throttling_are_storage_errors(
     endpoint, code = broken_endpoint
     url = f"s3://{BUCKET}/p?endpoint_url={endpoint}&key=AKIAEXAMPLE"
     with _object_store(url, secret=_TOLD_SECRET, **_NO_RETRIES) as store:
-        store.fs.retries = 1  # s3fs retries SlowDown with back-off, five times by default
         for action in (
             lambda: store.get("job-1"),
             lambda: store.put(_record("job-1", "done")),

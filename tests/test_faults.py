@@ -35,7 +35,8 @@ BODY = json.dumps({"job_id": JOB_ID}).encode()
 
 
 def upstream_document(n: int, job_id: str = JOB_ID) -> dict[str, Any]:
-    """A job file as the upstream queue writes it (spec/job_status.md's example), numbered."""
+    """A job file as the upstream queue writes it (the upstream documentation's example),
+    numbered."""
     doc = copy.deepcopy(UPSTREAM_EXAMPLE)
     doc.update(job_status="running" if n % 2 else "queued", job_id=job_id)
     doc["response"].update(job_id=job_id, response=f"step {n}", n=n)

@@ -28,10 +28,6 @@ from tests.staging import KEY, SQL_SERVERS, ask, drop_table, require_port
 
 pytestmark = [pytest.mark.extras, pytest.mark.services, pytest.mark.slow]
 
-# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
-
 # Opens the store at import time and reads a record: with --preload the gunicorn master does
 # this, holding an open connection (a session, a pool) when it forks the workers.
 PRELOAD_APP = """

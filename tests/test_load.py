@@ -18,15 +18,11 @@ from typing import Any
 import pytest
 
 from jobstatus.testing.load import JOBS, run_load
-from tests import s3_server
 from tests.conftest import service_unavailable
 from tests.figures import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.extras]
 
-# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
 
 #: Seconds of load per store: 30 in CI; JOBSTATUS_LOAD_SECONDS sets another number locally.
 SECONDS = float(os.environ.get("JOBSTATUS_LOAD_SECONDS", "30"))

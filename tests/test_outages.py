@@ -41,10 +41,6 @@ from tests.staging import (
 )
 from tests.tcp_proxy import TcpProxy
 
-# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
-
 # -- the proxy these tests stage outages with ---------------------------------------------------
 
 

@@ -16,20 +16,14 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from jobstatus import JobRecord, open_store
-from tests import s3_server
+from jobstatus import Conflict, JobRecord, open_store
 from tests.conftest import service_unavailable
-from tests.s3_server import S3Endpoint
 
 RUNNERS = 4
 JOBS = 12  # races per test: a read-then-write window shows up in one of them
 EARLY_RUNNING_WRITES = 3  # the finisher writes "running" a few times before "done"
 SEEN_DONE = 3  # a runner moves on once its "running" was refused this many times
 MAX_WRITES = 2_000  # per job and runner: a store that never says "done" fails, not hangs
-
-# The local S3 endpoint's fixtures (tests/s3_server.py), used without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
 
 
 class Target(NamedTuple):
@@ -136,17 +130,59 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         yield Target(request.getfixturevalue("s3_store_url"), {})
 
 
-@pytest.fixture
-def s3_store_url(request: pytest.FixtureRequest) -> str:
-    """A fresh prefix in the bucket of the local S3 endpoint (tests/s3_server.py)."""
-    pytest.importorskip("s3fs")
-    endpoint: S3Endpoint = request.getfixturevalue("s3_endpoint")
-    return endpoint.store_url()
-
-
 def test_late_running_writes_from_other_processes_never_undo_done(target: Target) -> None:
     refusals = race(target)
     assert len(refusals) == RUNNERS
     # Every runner kept writing "running" after "done" landed, and was refused each time:
     # the race really happened, on every job.
     assert all(refused == [SEEN_DONE] * JOBS for refused in refusals), refusals
+
+
+# -- read → modify → put(expect_version=) from many processes ------------------------------------
+
+MARKERS = 4
+MARKS = 12  # per process
+MAX_TRIES = 5_000  # per mark: a store whose versions never settle fails, not hangs
+
+
+def _marker(target: Target, job_id: str, worker: int, start: Any, results: Any) -> None:
+    """Add this worker's marks to the job's list, each by read → modify → conditional put."""
+    conflicts = 0
+    with open_store(target.url, **target.options) as store:
+        start.wait(60)
+        for n in range(MARKS):
+            for _ in range(MAX_TRIES):
+                seen = store.get(job_id)
+                marks = [*seen.response, f"{worker}-{n}"]
+                try:
+                    store.put(
+                        JobRecord(job_id=job_id, job_status="running", response=marks),
+                        expect_version=seen.version,
+                    )
+                    break
+                except Conflict:
+                    conflicts += 1
+    results.put(conflicts)
+
+
+def test_conditional_writes_from_other_processes_lose_no_update(target: Target) -> None:
+    job_id = f"marks-{uuid.uuid4().hex[:12]}"
+    with open_store(target.url, **target.options) as store:
+        store.put(JobRecord(job_id=job_id, job_status="running", response=[]))
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    processes = [
+        context.Process(target=_marker, args=(target, job_id, worker, start, results))
+        for worker in range(MARKERS)
+    ]
+    for process in processes:
+        process.start()
+    start.set()
+    conflicts = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join(30)
+    assert [p.exitcode for p in processes] == [0] * len(processes)
+    with open_store(target.url, **target.options) as store:
+        marks = store.get(job_id).response
+    assert sorted(marks) == sorted(f"{w}-{n}" for w in range(MARKERS) for n in range(MARKS))
+    print(f"FIGURES version race {target.url.split(':')[0]}: conflicts={sum(conflicts)}")

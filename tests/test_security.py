@@ -37,10 +37,6 @@ from jobstatus.store import Store
 from tests import s3_server
 from tests.clients import ADAPTERS, call_wsgi, post_endless_body
 
-# The local S3 endpoint's fixtures (tests/s3_server.py), used here without a conftest change.
-aws_environment = s3_server.aws_environment
-s3_endpoint = s3_server.s3_endpoint
-
 ANY_ID = r"(?s).*"
 CANARY = "CANARY-9d2e7b41c0a8"
 KEYS = ["key-new-7f3a9c", "key-old-1b5e2d", "key-spare-44c0e1"]

@@ -12,6 +12,7 @@ import pytest
 
 from jobstatus import JobRecord, QueueFull, open_store
 from jobstatus.envelope import ENVELOPE_KEYS
+from jobstatus.lifecycle import format_timestamp
 from jobstatus.store import Store
 from jobstatus.tracker import JobTracker
 
@@ -33,13 +34,15 @@ def tracker(store: Store) -> JobTracker:
 def test_the_whole_lifecycle_writes_the_upstream_records(store: Store, tracker: JobTracker) -> None:
     job_id = tracker.submit(endpoint=ENDPOINT, id="transcribe_job_123")
     queued = store.get(job_id)
-    assert list(queued.to_dict()) == UPSTREAM_KEYS
+    assert list(queued.to_dict()) == [*UPSTREAM_KEYS, "created_at"]
+    assert queued.created_at is not None
     assert queued.to_dict() == {
         "job_status": "queued",
         "job_id": job_id,
         "queue_id": 140368864456064,
         "process_id": os.getpid(),
         "response": None,
+        "created_at": format_timestamp(queued.created_at),
     }
     with tracker.run(job_id) as run:
         running = store.get(job_id)
@@ -51,7 +54,8 @@ def test_the_whole_lifecycle_writes_the_upstream_records(store: Store, tracker: 
         assert run.job_id == job_id
         run.result = "Transcription completed successfully."
     done = store.get(job_id).to_dict()
-    assert list(done) == UPSTREAM_KEYS
+    assert list(done) == [*UPSTREAM_KEYS, "created_at", "started_at", "ended_at"]
+    assert done["created_at"] <= done["started_at"] <= done["ended_at"]
     assert (done["job_status"], done["job_id"], done["process_id"]) == ("done", job_id, os.getpid())
     envelope = done["response"]
     assert list(envelope) == list(ENVELOPE_KEYS)
@@ -226,6 +230,7 @@ def test_hand_off_records_submitted(store: Store, tracker: JobTracker) -> None:
     job_id = tracker.submit(endpoint=ENDPOINT)
     record = tracker.hand_off(job_id, response={"execution": "projects/p/jobs/j/executions/e"})
     assert tracker.queue_length == 0
+    assert record.created_at is not None
     assert (
         record.to_dict()
         == store.get(job_id).to_dict()
@@ -235,6 +240,7 @@ def test_hand_off_records_submitted(store: Store, tracker: JobTracker) -> None:
             "queue_id": tracker.queue_id,
             "process_id": os.getpid(),
             "response": {"execution": "projects/p/jobs/j/executions/e"},
+            "created_at": format_timestamp(record.created_at),
         }
     )
 

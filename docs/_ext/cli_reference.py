@@ -1,7 +1,8 @@
 """``.. jobstatus-cli::``: the command line reference, rendered from the real parser.
 
 The text is what ``jobstatus --help`` and ``jobstatus COMMAND --help`` print, taken from
-:func:`jobstatus.cli.build_parser` at build time, so the docs cannot drift from the CLI.
+:func:`jobstatus.cli.build_parser` at build time (each command's parser from
+``jobstatus.cli.parser.subcommands``), so the docs cannot drift from the CLI.
 
 Usage::
 
@@ -21,7 +22,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,14 +50,6 @@ def _columns(width: int) -> Iterator[None]:
             os.environ["COLUMNS"] = saved
 
 
-def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """The subcommand parsers of ``parser``, in the order they were added."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    return {}
-
-
 def _literal(text: str) -> nodes.literal_block:
     block = nodes.literal_block(text, text)
     block["language"] = "text"
@@ -73,9 +65,13 @@ class JobstatusCli(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         from jobstatus import cli
+        from jobstatus.cli.parser import subcommands
 
-        # Rebuild the pages that use the directive when the CLI changes.
-        self.env.note_dependency(os.path.abspath(cli.__file__))
+        # Rebuild the pages that use the directive when any module of the CLI changes.
+        package = os.path.dirname(os.path.abspath(cli.__file__))
+        for name in sorted(os.listdir(package)):
+            if name.endswith(".py"):
+                self.env.note_dependency(os.path.join(package, name))
         with _columns(HELP_WIDTH):
             parser = cli.build_parser()
             commands = subcommands(parser)

@@ -17,13 +17,27 @@ from urllib.parse import unquote, urlsplit
 
 from jobstatus import ConfigurationError, JobNotFound, JobRecord, StorageError
 from jobstatus.record import check_job_id
-from jobstatus.store import BaseStore, keeps_stored, normalize_status
+from jobstatus.store import (
+    BaseStore,
+    ExpectedVersion,
+    check_expected,
+    check_limit,
+    check_purge,
+    expiry_of,
+    keeps_stored,
+    normalize_status,
+    purges,
+    version_of,
+)
 
 __all__ = ["DbmStore", "open_dbm_store"]
 
 
 class DbmStore(BaseStore):
-    """Each record is one dbm entry: ``job_id`` → ``[updated_at, job_status, document]``."""
+    """Each record is one dbm entry: ``job_id`` → ``[updated_at, job_status, document]``.
+
+    The version of a record is a hash of its document (:func:`~jobstatus.store.version_of`);
+    its expiry is read from the document (``JobRecord.expires_at``)."""
 
     def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
@@ -57,19 +71,26 @@ class DbmStore(BaseStore):
         key = check_job_id(job_id).encode()
         with self._lock:
             entry = self._load(key)
-        if entry is None:
+        record = None if entry is None else _record(entry)
+        if record is None or record.is_expired(time.time()):
             raise JobNotFound(job_id)
-        return JobRecord.from_json(entry[2], updated_at=entry[0])
+        return record
 
-    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
+    def put(
+        self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
+    ) -> JobRecord:
         key = check_job_id(record.job_id).encode()
-        with self._lock:  # the final-state rule: read and write under one lock
-            stored = self._load(key)
-            if stored is not None and keeps_stored(stored[1], record.job_status, force=force):
-                return JobRecord.from_json(stored[2], updated_at=stored[0])
+        with self._lock:  # the version check and the final-state rule: under one lock
+            entry = self._load(key)
+            stored = None if entry is None else _record(entry)
+            if stored is not None and stored.is_expired(time.time()):
+                stored = None  # an expired record counts as none
+            check_expected(record.job_id, stored.version if stored else None, expect_version)
+            if stored is not None and keeps_stored(stored.job_status, force=force):
+                return stored
             stamp = time.time()
             text = self._save(record, stamp)
-        return JobRecord.from_json(text, updated_at=stamp)
+        return _record((stamp, record.job_status, text))
 
     def restore(self, records: Iterable[JobRecord]) -> int:
         count = 0
@@ -96,6 +117,7 @@ class DbmStore(BaseStore):
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
+        check_limit(limit)
         statuses = normalize_status(status)
         with self._lock:
             entries = self._entries()
@@ -105,18 +127,33 @@ class DbmStore(BaseStore):
             if (since is None or stamp >= since) and (statuses is None or job_status in statuses)
         ]
         entries.sort(key=lambda entry: entry[0], reverse=True)  # newest first
-        for stamp, _status, text in entries[:limit]:
-            yield JobRecord.from_json(text, updated_at=stamp)
+        now = time.time()
+        records = (_record(entry) for entry in entries)
+        yield from [record for record in records if not record.is_expired(now)][:limit]
 
-    def purge(self, *, older_than: float, status: str | Collection[str] | None = None) -> int:
+    def purge(
+        self,
+        *,
+        older_than: float | None = None,
+        status: str | Collection[str] | None = None,
+        expired: bool = False,
+    ) -> int:
+        check_purge(older_than, expired)
         statuses = normalize_status(status)
+        expired_before = time.time() if expired else None
         with self._lock:
             doomed = [
                 key
                 for key in self._db.keys()  # noqa: SIM118
                 if (entry := self._load(key)) is not None
-                and entry[0] < older_than
-                and (statuses is None or entry[1] in statuses)
+                and purges(
+                    entry[0],
+                    expiry_of(_record(entry)) if expired else None,
+                    entry[1],
+                    older_than=older_than,
+                    statuses=statuses,
+                    expired_before=expired_before,
+                )
             ]
             for key in doomed:
                 del self._db[key]
@@ -125,6 +162,11 @@ class DbmStore(BaseStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _record(entry: tuple[float, str, str]) -> JobRecord:
+    stamp, _status, text = entry
+    return JobRecord.from_json(text, updated_at=stamp, version=version_of(text.encode()))
 
 
 def open_dbm_store(url: str, **options: Any) -> DbmStore:

@@ -1,10 +1,12 @@
 """FastAPI: ``app.include_router(make_router(service))`` mounts the status endpoints.
 
 Only translation lives here: request in, :meth:`StatusService.handle` call, response out. The
-body is read raw and parsed by the service (a pydantic model would answer 422 where the spec
-says 400); the OpenAPI document still shows the request schema, every answer with an example,
-and ``x-api-key`` as an API-key security scheme. The store is synchronous, so the service runs
-in the thread pool and a slow store never blocks the event loop.
+body is read raw and parsed by the service (a pydantic model would answer 422 where the
+endpoint answers 400); the OpenAPI document still shows each operation's name
+(``getJobStatus``, ``listJobStatuses``), tag and description, the request schema, every answer
+the route can give with an example, and ``x-api-key`` as an API-key security scheme. The store
+is synchronous, so the service runs in the thread pool and a slow store never blocks the event
+loop.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ try:
     from fastapi.concurrency import run_in_threadpool
     from fastapi.security import APIKeyHeader
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-    from jobstatus.backends import missing_extra
+    from jobstatus.errors import missing_extra
 
     raise missing_extra("fastapi", exc) from exc
 
-from jobstatus import openapi
-from jobstatus.service import JOB_STATUS_PATH, JOBS_STATUS_PATH, Reply, StatusService
+from jobstatus.adapters import _openapi
+from jobstatus.service import Reply, StatusService
 
 __all__ = ["API_KEY_HEADER", "OTHER_METHODS", "make_router"]
 
@@ -31,22 +33,24 @@ API_KEY_HEADER = APIKeyHeader(name="x-api-key", auto_error=False)
 #: Methods answered with the WSGI adapter's JSON 405 rather than FastAPI's.
 OTHER_METHODS = ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
-_SUMMARIES = {JOB_STATUS_PATH: "The status of one job", JOBS_STATUS_PATH: "Recent jobs' states"}
-
 
 def make_router(service: StatusService) -> APIRouter:
     """A router answering ``service``'s routes, POST only; include it with any ``prefix``."""
     router = APIRouter()
     for path in service.routes:
+        operation = _openapi.operation(path)
         router.add_api_route(
             path,
             _endpoint(service, path),
             methods=["POST"],
             response_class=Response,
-            summary=_SUMMARIES.get(path),
+            operation_id=operation.operation_id,
+            summary=operation.summary,
+            description=operation.description,
+            tags=[_openapi.TAG],
             dependencies=[Security(API_KEY_HEADER)],
-            openapi_extra={"requestBody": openapi.request_body(service, path)},
-            responses=openapi.responses(service, path),
+            openapi_extra={"requestBody": _openapi.request_body(service, path)},
+            responses=_openapi.responses(service, path),
         )
         router.add_api_route(
             path, _method_not_allowed, methods=OTHER_METHODS, include_in_schema=False

@@ -12,7 +12,7 @@ from typing import IO
 try:
     from flask import Blueprint, Response, request
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
-    from jobstatus.backends import missing_extra
+    from jobstatus.errors import missing_extra
 
     raise missing_extra("flask", exc) from exc
 

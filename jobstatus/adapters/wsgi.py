@@ -19,10 +19,13 @@ _STATUS_LINES = {
     code: f"{code} {reason}"
     for code, reason in {
         200: "OK",
+        202: "Accepted",
+        304: "Not Modified",
         400: "Bad Request",
         401: "Unauthorized",
         404: "Not Found",
         405: "Method Not Allowed",
+        409: "Conflict",
         429: "Too Many Requests",
         500: "Internal Server Error",
     }.items()

@@ -13,9 +13,10 @@ from importlib.metadata import entry_points
 from typing import Any, NamedTuple
 
 from jobstatus.errors import ConfigurationError, redact
+from jobstatus.errors import missing_extra as missing_extra  # re-exported for the backends
 from jobstatus.store import Store
 
-__all__ = ["ENTRY_POINT_GROUP", "known_schemes", "missing_extra", "open_store"]
+__all__ = ["ENTRY_POINT_GROUP", "known_schemes", "open_store"]
 
 ENTRY_POINT_GROUP = "jobstatus.backends"
 
@@ -29,6 +30,7 @@ class _Builtin(NamedTuple):
 
 _SQL = _Builtin("jobstatus.backends.sql:open_sql_store", "sql")
 _OBJECTS = _Builtin("jobstatus.backends.objectstore:open_object_store", "s3")
+_REDIS = _Builtin("jobstatus.backends.redis:open_redis_store", "redis")
 
 _BUILTIN: dict[str, _Builtin] = {
     "memory": _Builtin("jobstatus.backends.memory:open_memory_store", None),
@@ -46,15 +48,10 @@ _BUILTIN: dict[str, _Builtin] = {
     "abfs": _Builtin(_OBJECTS.target, "azure"),
     "abfss": _Builtin(_OBJECTS.target, "azure"),
     "fsspec": _Builtin(_OBJECTS.target, "fsspec"),
+    "redis": _REDIS,  # and redis+sentinel://
+    "rediss": _REDIS,
+    "unix": _REDIS,
 }
-
-
-def missing_extra(extra: str, cause: ImportError) -> ConfigurationError:
-    """The error for a backend or adapter whose optional dependency is not installed."""
-    return ConfigurationError(
-        f"{cause.name or 'a dependency'} is not installed; "
-        f'install it with: pip install "jobstatus[{extra}]"'
-    )
 
 
 def _scheme(url: str) -> str:

@@ -6,7 +6,9 @@ A record lives in ``<root>/jobs/<job_id>.json``, written as the upstream service
 - Writes go to a temp file in the same folder, are fsynced and moved into place with
   :func:`os.replace`: a reader sees the old or the new document, never a torn one.
 - ``updated_at`` is the file's modification time, set exactly by the writer.
-- The final-state rule and deletes run under an exclusive ``flock`` on one of
+- A record's version is a hash of the file's bytes (:func:`~jobstatus.store.version_of`), so a
+  file rewritten in place by an upstream writer has a new version too.
+- Conditional writes, the final-state rule and deletes run under an exclusive ``flock`` on one of
   :data:`LOCK_STRIPES` lock files in ``<root>/.jobstatus-locks/``, so concurrent writers in
   any number of processes are serialised per job without a lock file per job.
 - A file that does not parse (an upstream writer truncates, then writes) is read again a few
@@ -29,7 +31,18 @@ from urllib.parse import unquote, urlsplit
 
 from jobstatus.errors import ConfigurationError, InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
-from jobstatus.store import BaseStore, keeps_stored, normalize_status
+from jobstatus.store import (
+    BaseStore,
+    ExpectedVersion,
+    check_expected,
+    check_limit,
+    check_purge,
+    expiry_of,
+    keeps_stored,
+    normalize_status,
+    purges,
+    version_of,
+)
 
 __all__ = ["LOCK_STRIPES", "FileSystemStore", "open_filesystem_store"]
 
@@ -62,8 +75,15 @@ class FileSystemStore(BaseStore):
     def _path(self, job_id: str) -> str:
         return f"{self._jobs_prefix}{check_job_id(job_id)}{_SUFFIX}"
 
+    def exists(self) -> bool:
+        """True when the store's folder is there (reads never create it)."""
+        return self.root.is_dir()
+
     def get(self, job_id: str) -> JobRecord:
-        return self._read(self._path(job_id), job_id)
+        record = self._read(self._path(job_id), job_id)
+        if record.expires_at is not None and record.is_expired(time.time()):
+            raise JobNotFound(job_id)
+        return record
 
     def _read(self, path: str, job_id: str) -> JobRecord:
         problem: Exception | None = None
@@ -80,7 +100,9 @@ class FileSystemStore(BaseStore):
             if recent is not None and recent[0] == data and recent[1] == mtime_ns:
                 return recent[2]  # the same bytes: the same record, already parsed
             try:
-                record = JobRecord.from_json(data, updated_at=mtime_ns / 1e9)
+                record = JobRecord.from_json(
+                    data, updated_at=mtime_ns / 1e9, version=version_of(data)
+                )
             except InvalidRequest as exc:
                 problem = exc
                 continue
@@ -97,7 +119,9 @@ class FileSystemStore(BaseStore):
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
+        check_limit(limit)
         statuses = normalize_status(status)
+        now = time.time()
         found = [
             (stamp, job_id) for job_id, stamp in self._scan() if since is None or stamp >= since
         ]
@@ -113,7 +137,7 @@ class FileSystemStore(BaseStore):
             except StorageError as exc:
                 log.warning("skipping unreadable job file while listing: %s", exc)
                 continue
-            if statuses is None or record.job_status in statuses:
+            if (statuses is None or record.job_status in statuses) and not record.is_expired(now):
                 yielded += 1
                 yield record
 
@@ -162,21 +186,31 @@ class FileSystemStore(BaseStore):
         except OSError as exc:
             raise StorageError(f"cannot create the store folders: {exc.strerror}") from exc
 
-    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
+    def put(
+        self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
+    ) -> JobRecord:
         path = self._path(record.job_id)
         text = record.to_json()
         with self._locked(record.job_id):
-            if not force and not record.is_final:
-                try:
-                    stored = self._read(path, record.job_id)
-                except JobNotFound:
-                    pass
-                else:
-                    if keeps_stored(stored.job_status, record.job_status, force=force):
-                        return stored
+            if not force or expect_version is not None:
+                stored = self._stored(path, record.job_id)
+                check_expected(
+                    record.job_id, None if stored is None else stored.version, expect_version
+                )
+                if stored is not None and keeps_stored(stored.job_status, force=force):
+                    return stored
+            data = text.encode("utf-8")
             stamp_ns = time.time_ns()
-            self._write(path, text, stamp_ns)
-        return dataclasses.replace(record, updated_at=stamp_ns / 1e9)
+            self._write(path, data, stamp_ns)
+        return dataclasses.replace(record, updated_at=stamp_ns / 1e9, version=version_of(data))
+
+    def _stored(self, path: str, job_id: str) -> JobRecord | None:
+        """The unexpired record at ``path``, or None; call with the job's lock held."""
+        try:
+            stored = self._read(path, job_id)
+        except JobNotFound:
+            return None
+        return None if stored.is_expired(time.time()) else stored
 
     def restore(self, records: Iterable[JobRecord]) -> int:
         count = 0
@@ -185,11 +219,11 @@ class FileSystemStore(BaseStore):
             text = record.to_json()
             stamp = time.time() if record.updated_at is None else record.updated_at
             with self._locked(record.job_id):
-                self._write(path, text, round(stamp * 1e9))
+                self._write(path, text.encode("utf-8"), round(stamp * 1e9))
             count += 1
         return count
 
-    def _write(self, path: str, text: str, stamp_ns: int) -> None:
+    def _write(self, path: str, data: bytes, stamp_ns: int) -> None:
         """Temp file, fsync, exact mtime, rename over, fsync the folder."""
         folder = os.path.dirname(path)
         tmp = os.path.join(folder, f".tmp-{os.getpid()}-{time.monotonic_ns()}{_SUFFIX}.part")
@@ -203,7 +237,7 @@ class FileSystemStore(BaseStore):
         try:
             try:
                 with os.fdopen(fd, "wb") as file:
-                    file.write(text.encode("utf-8"))
+                    file.write(data)
                     file.flush()
                     os.fsync(file.fileno())
                 os.utime(tmp, ns=(stamp_ns, stamp_ns))
@@ -229,18 +263,42 @@ class FileSystemStore(BaseStore):
                 raise StorageError(f"cannot delete {job_id}{_SUFFIX}: {exc.strerror}") from exc
         return True
 
-    def purge(self, *, older_than: float, status: str | Collection[str] | None = None) -> int:
+    def purge(
+        self,
+        *,
+        older_than: float | None = None,
+        status: str | Collection[str] | None = None,
+        expired: bool = False,
+    ) -> int:
+        """One scan of the folder; a file is opened only when its status or expiry decides
+        (``status`` or ``expired`` given) and its stamp alone does not."""
+        check_purge(older_than, expired)
         statuses = normalize_status(status)
+        expired_before = time.time() if expired else None
         deleted = 0
         for job_id, stamp in list(self._scan()):
-            if stamp >= older_than:
+            if not expired and older_than is not None and stamp >= older_than:
                 continue
             path = os.path.join(self.jobs_dir, job_id + _SUFFIX)
             with self._locked(job_id):
-                try:  # look again under the lock: a writer may have renewed it meanwhile
-                    if os.stat(path).st_mtime_ns / 1e9 >= older_than:
+                try:  # decide under the lock: a writer may have renewed the record meanwhile
+                    stamp = os.stat(path).st_mtime_ns / 1e9
+                    old = older_than is not None and stamp < older_than
+                    if statuses is None and old:
+                        os.unlink(path)
+                        deleted += 1
                         continue
-                    if statuses is not None and self._read(path, job_id).job_status not in statuses:
+                    if statuses is None and not expired:
+                        continue
+                    record = self._read(path, job_id)
+                    if not purges(
+                        stamp,
+                        expiry_of(record),
+                        record.job_status,
+                        older_than=older_than,
+                        statuses=statuses,
+                        expired_before=expired_before,
+                    ):
                         continue
                     os.unlink(path)
                 except (FileNotFoundError, JobNotFound):

@@ -9,13 +9,43 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobstatus.errors import JobNotFound
 from jobstatus.record import JobRecord, check_job_id
-from jobstatus.store import BaseStore, keeps_stored, normalize_status
+from jobstatus.store import (
+    BaseStore,
+    ExpectedVersion,
+    check_expected,
+    check_limit,
+    check_purge,
+    expiry_of,
+    keeps_stored,
+    normalize_status,
+    purges,
+    version_of,
+)
 
 __all__ = ["MemoryStore", "open_memory_store"]
+
+
+class _Row(NamedTuple):
+    text: str
+    job_status: str
+    updated_at: float
+    version: str
+    expires_at: float | None
+
+    def record(self) -> JobRecord:
+        return JobRecord.from_json(self.text, updated_at=self.updated_at, version=self.version)
+
+    def live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
+def _row(record: JobRecord, stamp: float) -> _Row:
+    text = record.to_json()
+    return _Row(text, record.job_status, stamp, version_of(text.encode("utf-8")), expiry_of(record))
 
 
 class MemoryStore(BaseStore):
@@ -23,40 +53,48 @@ class MemoryStore(BaseStore):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # job_id -> (document JSON, job_status, updated_at)
-        self._rows: dict[str, tuple[str, str, float]] = {}
+        self._rows: dict[str, _Row] = {}
 
     def __repr__(self) -> str:
         return "MemoryStore()"
 
+    def _live(self, job_id: str) -> _Row | None:
+        """The unexpired row of ``job_id``; call with the lock held."""
+        row = self._rows.get(job_id)
+        return row if row is not None and row.live(time.time()) else None
+
     def get(self, job_id: str) -> JobRecord:
         check_job_id(job_id)
         with self._lock:
-            row = self._rows.get(job_id)
+            row = self._live(job_id)
         if row is None:
             raise JobNotFound(job_id)
-        return JobRecord.from_json(row[0], updated_at=row[2])
+        return row.record()
 
-    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
+    def put(
+        self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
+    ) -> JobRecord:
         check_job_id(record.job_id)
-        text = record.to_json()
+        new = _row(record, 0.0)
         with self._lock:
-            stored = self._rows.get(record.job_id)
-            if stored is not None and keeps_stored(stored[1], record.job_status, force=force):
-                text, stamp = stored[0], stored[2]
-            else:
-                stamp = time.time()
-                self._rows[record.job_id] = (text, record.job_status, stamp)
-        return JobRecord.from_json(text, updated_at=stamp)
+            stored = self._live(record.job_id)
+            check_expected(
+                record.job_id, None if stored is None else stored.version, expect_version
+            )
+            if stored is not None and keeps_stored(stored.job_status, force=force):
+                return stored.record()
+            new = new._replace(updated_at=time.time())
+            self._rows[record.job_id] = new
+        return new.record()
 
     def restore(self, records: Iterable[JobRecord]) -> int:
         count = 0
         for record in records:
             check_job_id(record.job_id)
-            text = record.to_json()
             stamp = time.time() if record.updated_at is None else record.updated_at
+            row = _row(record, stamp)
             with self._lock:
-                self._rows[record.job_id] = (text, record.job_status, stamp)
+                self._rows[record.job_id] = row
             count += 1
         return count
 
@@ -72,24 +110,43 @@ class MemoryStore(BaseStore):
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
+        check_limit(limit)
         statuses = normalize_status(status)
+        now = time.time()
         with self._lock:
             rows = [
                 row
                 for row in self._rows.values()
-                if (since is None or row[2] >= since) and (statuses is None or row[1] in statuses)
+                if (since is None or row.updated_at >= since)
+                and (statuses is None or row.job_status in statuses)
+                and row.live(now)
             ]
-        rows.sort(key=lambda row: row[2], reverse=True)
+        rows.sort(key=lambda row: row.updated_at, reverse=True)
         for row in rows[:limit] if limit is not None else rows:
-            yield JobRecord.from_json(row[0], updated_at=row[2])
+            yield row.record()
 
-    def purge(self, *, older_than: float, status: str | Collection[str] | None = None) -> int:
+    def purge(
+        self,
+        *,
+        older_than: float | None = None,
+        status: str | Collection[str] | None = None,
+        expired: bool = False,
+    ) -> int:
+        check_purge(older_than, expired)
         statuses = normalize_status(status)
+        expired_before = time.time() if expired else None
         with self._lock:
             doomed = [
                 job_id
                 for job_id, row in self._rows.items()
-                if row[2] < older_than and (statuses is None or row[1] in statuses)
+                if purges(
+                    row.updated_at,
+                    row.expires_at,
+                    row.job_status,
+                    older_than=older_than,
+                    statuses=statuses,
+                    expired_before=expired_before,
+                )
             ]
             for job_id in doomed:
                 del self._rows[job_id]

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.errors import JobNotFound
+from jobstatus.errors import Conflict, JobNotFound
 from jobstatus.record import JobRecord, JobState
-from jobstatus.store import Store
+from jobstatus.store import ABSENT, ExpectedVersion, Store
 from jobstatus.testing.strategies import documents, job_ids
 
 __all__ = ["BASE_TIME", "StoreStateMachine", "clear", "run_store_state_machine"]
@@ -23,6 +23,8 @@ __all__ = ["BASE_TIME", "StoreStateMachine", "clear", "run_store_state_machine"]
 BASE_TIME = 1_600_000_000
 _OFFSETS = st.integers(min_value=0, max_value=5)
 _STATES = [s.value for s in JobState]
+#: How a put states what it expects: nothing, the version last seen, a stale one, no record.
+_EXPECTATIONS = ["none", "current", "stale", "absent"]
 
 
 def clear(store: Store) -> None:
@@ -48,6 +50,10 @@ class StoreStateMachine(RuleBasedStateMachine):
         clear(self.store)
         self.model = MemoryStore()
         self.ids: list[str] = []
+        #: The (version, document) of each job id last seen in the store and in the model, None
+        #: when absent.
+        self.seen: dict[str, tuple[str, dict[str, Any]] | None] = {}
+        self.model_seen: dict[str, str | None] = {}
 
     @initialize(ids=st.lists(job_ids(), min_size=1, max_size=4, unique=True))
     def pick_ids(self, ids: list[str]) -> None:
@@ -67,15 +73,62 @@ class StoreStateMachine(RuleBasedStateMachine):
 
     def _check_same(self, got: JobRecord, want: JobRecord) -> None:
         assert got.to_dict() == want.to_dict()
+        self._saw(got)
+        self.model_seen[want.job_id] = want.version
 
-    @rule(data=st.data(), force=st.booleans())
-    def put(self, data: st.DataObject, force: bool) -> None:
+    def _saw(self, got: JobRecord) -> None:
+        """Remember the store's version; a changed document must come with a new version."""
+        assert got.version, "every record a store returns has a version"
+        doc = got.to_dict()
+        before = self.seen.get(got.job_id)
+        if before is not None and before[1] != doc:
+            assert got.version != before[0], "the document changed but its version did not"
+        self.seen[got.job_id] = (got.version, doc)
+
+    def _refresh(self) -> None:
+        """Learn every id's version again, after steps that return no records."""
+        for job_id in self.ids:
+            try:
+                self._saw(self.store.get(job_id))
+            except JobNotFound:
+                self.seen[job_id] = None
+            try:
+                self.model_seen[job_id] = self.model.get(job_id).version
+            except JobNotFound:
+                self.model_seen[job_id] = None
+
+    def _expectations(self, job_id: str, how: str) -> tuple[ExpectedVersion, ExpectedVersion]:
+        """What the put expects, for the store and for the model alike."""
+        if how == "stale":
+            return "stale-version", "stale-version"
+        if how == "absent" or (how == "current" and self.model_seen.get(job_id) is None):
+            return ABSENT, ABSENT
+        if how == "current":
+            seen = self.seen.get(job_id)
+            return (seen[0] if seen else "never-seen"), self.model_seen.get(job_id)
+        return None, None
+
+    @rule(data=st.data(), force=st.booleans(), how=st.sampled_from(_EXPECTATIONS))
+    def put(self, data: st.DataObject, force: bool, how: str) -> None:
         job_id = self._id(data)
         record = JobRecord.from_dict(self._doc(data, job_id))
+        expect, model_expect = self._expectations(job_id, how)
+        try:
+            want: JobRecord | None = self.model.put(
+                record, force=force, expect_version=model_expect
+            )
+        except Conflict:
+            want = None
         before = time.time()
-        got = self.store.put(record, force=force)
+        try:
+            got: JobRecord | None = self.store.put(record, force=force, expect_version=expect)
+        except Conflict:
+            got = None
         after = time.time()
-        want = self.model.put(record, force=force)
+        if want is None:
+            assert got is None, "the model refused the write as a conflict, the store wrote"
+            return
+        assert got is not None, "the store raised Conflict where the model wrote"
         self._check_same(got, want)
         assert got.updated_at is not None
         if want.updated_at is not None and want.updated_at >= before:
@@ -89,6 +142,7 @@ class StoreStateMachine(RuleBasedStateMachine):
         assert self.store.restore([record]) == 1
         self.model.restore([record])
         assert self.store.get(job_id).updated_at == BASE_TIME + offset
+        self._refresh()
 
     @rule(data=st.data())
     def get(self, data: st.DataObject) -> None:
@@ -112,6 +166,7 @@ class StoreStateMachine(RuleBasedStateMachine):
     def delete(self, data: st.DataObject) -> None:
         job_id = self._id(data)
         assert self.store.delete(job_id) == self.model.delete(job_id)
+        self.seen[job_id] = self.model_seen[job_id] = None
 
     @rule(
         since=st.one_of(st.none(), _OFFSETS.map(lambda k: BASE_TIME + k)),
@@ -147,6 +202,7 @@ class StoreStateMachine(RuleBasedStateMachine):
         assert self.store.purge(older_than=older_than, status=status) == self.model.purge(
             older_than=older_than, status=status
         )
+        self._refresh()
 
     @precondition(lambda self: bool(self.ids))
     @rule(status=st.one_of(st.none(), st.sets(st.sampled_from(_STATES))))
@@ -155,6 +211,7 @@ class StoreStateMachine(RuleBasedStateMachine):
         assert self.store.purge(older_than=older_than, status=status) == self.model.purge(
             older_than=older_than, status=status
         )
+        self._refresh()
 
     def teardown(self) -> None:
         clear(self.store)

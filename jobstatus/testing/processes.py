@@ -49,9 +49,17 @@ class TornReadReport:
 
 
 def rewrite_while_reading(
-    store_url: str, *, seconds: float = 3.0, size: int = 20_000, **options: Any
+    store_url: str,
+    *,
+    min_reads: int = 50,
+    min_versions: int = 6,
+    timeout: float = 120.0,
+    size: int = 20_000,
+    **options: Any,
 ) -> TornReadReport:
-    """Rewrite one ``size``-byte record in a loop in another process while reading it here."""
+    """Rewrite one ``size``-byte record in a loop in another process while reading it here,
+    until at least ``min_reads`` reads saw at least ``min_versions`` versions (the writer was
+    rewriting all along) or ``timeout`` seconds passed; counts, not time, end a normal run."""
     from jobstatus.backends import open_store
 
     context = multiprocessing.get_context("spawn")
@@ -64,8 +72,10 @@ def rewrite_while_reading(
         if not started.wait(60):
             raise RuntimeError("the writer process did not start")
         with open_store(store_url, **options) as store:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
+            deadline = time.monotonic() + timeout
+            while (reads < min_reads or len(versions) < min_versions) and (
+                time.monotonic() < deadline
+            ):
                 reads += 1
                 try:
                     record = store.get(_JOB_ID)
