@@ -8,6 +8,7 @@ conditional write) can keep a finished job finished. Memory is per process, so i
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import socket
 import time
 import uuid
@@ -68,6 +69,21 @@ def _finisher(target: Target, prefix: str, start: Any, finished: Any, results: A
     results.put(("finisher", []))
 
 
+def collect(results: Any, processes: list[Any]) -> list[Any]:
+    """One result from each of ``processes``; fails as soon as one of them has died without
+    giving its result, rather than waiting for it."""
+    got: list[Any] = []
+    cap = time.monotonic() + CAP_SECONDS + 60
+    while len(got) < len(processes):
+        try:
+            got.append(results.get(timeout=0.5))
+        except queue.Empty:
+            codes = [p.exitcode for p in processes]
+            assert not any(code not in (None, 0) for code in codes), f"exit codes {codes}"
+            assert time.monotonic() < cap, "the processes never gave their results"
+    return got
+
+
 def race(target: Target) -> list[list[int]]:
     """Run the race in RUNNERS + 1 fresh processes; return each runner's refusals per job."""
     context = multiprocessing.get_context("spawn")
@@ -79,7 +95,7 @@ def race(target: Target) -> list[list[int]]:
     for process in processes:
         process.start()
     start.set()
-    reports = [results.get(timeout=CAP_SECONDS + 60) for _ in processes]
+    reports = collect(results, processes)
     for process in processes:
         process.join(30)
     assert [p.exitcode for p in processes] == [0] * len(processes)
@@ -184,7 +200,7 @@ def test_conditional_writes_from_other_processes_lose_no_update(target: Target) 
     for process in processes:
         process.start()
     start.set()
-    conflicts = [results.get(timeout=300) for _ in processes]
+    conflicts = collect(results, processes)
     for process in processes:
         process.join(30)
     assert [p.exitcode for p in processes] == [0] * len(processes)
