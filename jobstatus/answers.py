@@ -28,6 +28,11 @@ log = logging.getLogger("jobstatus.service")
 
 Headers = tuple[tuple[str, str], ...]
 _NO_CACHE = ("Cache-Control", "no-cache")
+# The fixed endpoints, encoded once.
+_ENDPOINTS = {
+    path: encode_basestring_ascii(path)
+    for path in ("/v1/toolkit/job/status", "/v1/toolkit/jobs/status", "/v1/toolkit/jobs")
+}
 
 
 class Answers:
@@ -87,9 +92,21 @@ class Answers:
         started: float,
     ) -> bytes:
         """The envelope, byte for byte what ``dump_json(build_envelope(...))`` gives, spliced
-        around the record's own cached JSON so that a polled record is not encoded again."""
-        head = self.head(endpoint, code, request_id, job_id)
-        return f"{head}{response_json}{self.tail(started)}".encode("ascii")
+        around the record's own cached JSON so that a polled record is not encoded again.
+        (:meth:`head` and :meth:`tail` in one piece: this is every poll's path.)"""
+        if self.upstream_wire:
+            job_id = str(uuid.uuid4())
+        run_time = _scalar_json(round(time.perf_counter() - started, 3))
+        queue_length = self.queue_length
+        return (
+            f'{{"endpoint":{_ENDPOINTS.get(endpoint) or _scalar_json(endpoint)},"code":{code},'
+            f'"id":{_scalar_json(request_id)},"job_id":{_scalar_json(job_id)},'
+            f'"response":{response_json},"message":"success","pid":{os.getpid()},'
+            f'"queue_id":{_scalar_json(self.queue_id)},"run_time":{run_time},"queue_time":0.0,'
+            f'"total_time":{run_time},"queue_length":'
+            f"{_scalar_json(queue_length() if callable(queue_length) else queue_length)}"
+            f"{self._build_number_tail}"
+        ).encode("ascii")
 
     def envelope(
         self,

@@ -29,7 +29,7 @@ from jobstatus.errors import InvalidRequest, redact
 from jobstatus.lifecycle import format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, dump_compact
 from jobstatus.store import Store
-from jobstatus.wire import Reply
+from jobstatus.wire import Reply, StreamedReply
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -219,7 +219,8 @@ def status_reply(
         response = "".join(status_map(first))
         return Reply(200, answers.success_body(endpoint, 200, request_id, None, response, started))
     head = answers.head(endpoint, 200, request_id, None).encode("ascii")
-    return Reply(200, head, stream=_stream(answers, endpoint, chain(first, records), started))
+    stream = _stream(answers, endpoint, chain(first, records), started)
+    return StreamedReply(200, head, stream=stream)
 
 
 def _stream(
