@@ -210,17 +210,20 @@ class StatusService:
         """The route answering ``path``, or None. ``/v1/toolkit/jobs/<id>`` is the job route
         for any ``<id>`` without a slash, except the paths of the other routes."""
         route = self.routes.get(path)
-        if route is None and path.startswith(_JOB_PREFIX):
+        return self._job_route(path) if route is None else route
+
+    def _job_route(self, path: str) -> Route | None:
+        if path.startswith(_JOB_PREFIX):
             job_id = path[len(_JOB_PREFIX) :]
             if job_id and "/" not in job_id:
                 return self.routes[JOB_PATH]
-        return route
+        return None
 
     def respond(self, request: Request) -> Reply | Pending:
         """Answer ``request``: a :class:`Reply`, or a :class:`~jobstatus.waiting.Pending`
         for a long-poll, which the adapter waits for. An unknown path is a JSON 404, another
         method a JSON 405 naming the route's method in ``Allow``."""
-        route = self.routes.get(request.path) or self.route(request.path)
+        route = self.routes.get(request.path) or self._job_route(request.path)
         if route is None:
             return Reply.json(404, {"message": f"Not found: {request.path}"})
         if request.method != route.method:
