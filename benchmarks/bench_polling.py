@@ -308,27 +308,33 @@ def listing(root: Path, rounds: int) -> dict[str, Any]:
 
 
 MEMORY_PROBE = """
-import json, resource, sys, time
+import gc, io, json, os, sys
 from jobstatus import StatusService
 from jobstatus.adapters.wsgi import make_app
 from jobstatus.backends.filesystem import FileSystemStore
+PAGE = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * PAGE
 store = FileSystemStore(sys.argv[1])
 app = make_app(StatusService(store, api_keys=["k"]))
 def post(body):
     environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/toolkit/jobs/status",
                "HTTP_X_API_KEY": "k", "CONTENT_LENGTH": str(len(body)),
-               "wsgi.input": __import__("io").BytesIO(body)}
-    size = count = 0
-    for chunk in app(environ, lambda s, h: None):
+               "wsgi.input": io.BytesIO(body)}
+    size = jobs = 0
+    peak = rss()
+    for chunk in app(environ, lambda s, h: None):  # as a server sends it: chunk by chunk
         size += len(chunk)
-        count += chunk.count(b'":"')
-    return size, count
-post(b'{"since_seconds": 0}')  # the idle service, its index built
-idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-size, count = post(b'{"since_seconds": 3600}')
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"idle_mib": idle / 1024, "peak_mib": peak / 1024,
-                  "growth_mib": (peak - idle) / 1024, "answer_bytes": size, "jobs": count}))
+        jobs += chunk.count(b'"job-')
+        peak = max(peak, rss())
+    return size, jobs, peak
+post(b'{"since_seconds": 0}')  # the idle service: its index built, nothing in the window
+gc.collect()
+idle = rss()
+size, jobs, peak = post(b'{"since_seconds": 3600}')
+print(json.dumps({"idle_mib": idle / 2**20, "peak_mib": peak / 2**20,
+                  "growth_mib": (peak - idle) / 2**20, "answer_bytes": size, "jobs": jobs}))
 """
 
 
