@@ -48,7 +48,9 @@ log = logging.getLogger("jobstatus.service")
 
 #: The window of both list routes when the request gives none, in seconds.
 DEFAULT_SINCE_SECONDS = 600
+#: Jobs per page when the request gives no ``limit``.
 DEFAULT_LIMIT = 100
+#: The most jobs a page may hold.
 MAX_LIMIT = 1000
 _MAX_STATUSES = 20
 #: A POST listing of more jobs than this is streamed rather than built whole.

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 JOB_STATUS_PATH = "/v1/toolkit/job/status"
 JOBS_STATUS_PATH = "/v1/toolkit/jobs/status"
+#: ``POST``: ask a job to stop (mounted with ``allow_cancel``).
 JOB_CANCEL_PATH = "/v1/toolkit/job/cancel"
 #: ``GET``: recent jobs, a page at a time.
 JOBS_PATH = "/v1/toolkit/jobs"

@@ -27,6 +27,7 @@ __all__ = [
     "parse_query",
 ]
 
+#: The headers of every JSON answer.
 JSON_HEADERS = (("Content-Type", "application/json"),)
 #: A query string with more fields than this is refused with a 400.
 MAX_QUERY_FIELDS = 32
