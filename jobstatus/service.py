@@ -169,9 +169,7 @@ class StatusService:
         self.max_wait = float(max_wait)
         #: How many requests wait now, and the caps.
         self.wait_limits = WaitLimits(max_waiters, max_async_waiters)
-        self._cursors = CursorSigner.from_configuration(
-            cursor_secret, None if api_keys is None else list(api_keys)
-        )
+        self._cursors = CursorSigner.from_configuration(cursor_secret, self._keys)
         #: How a job is read: conditionally, from the watcher, and while clients wait.
         self._reads = JobReads(store, self._answers, self.wait_limits)
         self._validate_job = RequestValidator(JOB_STATUS_SCHEMA, accepts_job_status)
