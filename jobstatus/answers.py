@@ -70,8 +70,7 @@ class Answers:
     def _middle_for(self, pid: int) -> str:
         """``,"message":"success","pid":…,"queue_id":…,"run_time":`` of this process."""
         self._middle = (
-            f',"message":"success","pid":{pid},"queue_id":{_scalar_json(self.queue_id)},'
-            '"run_time":'
+            f',"message":"success","pid":{pid},"queue_id":{_scalar_json(self.queue_id)},"run_time":'
         )
         self._middle_pid = pid
         return self._middle
