@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_SINCE_SECONDS",
     "MAX_LIMIT",
+    "STREAM_AFTER",
     "ListQuery",
     "list_page",
     "page_reply",
