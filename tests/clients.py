@@ -173,6 +173,26 @@ def fastapi_client(service: StatusService) -> Client:
     return call
 
 
+def asgi_scope(
+    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
+    """The ASGI scope of one HTTP/1.1 request from 127.0.0.1."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": headers,
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 5000),
+    }
+
+
 def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[Answer, int]:
     """POST to the ASGI ``app`` a body that never ends, one ``chunk`` per ``receive()``: the
     answer, and how many chunks the app pulled before it answered."""
@@ -189,21 +209,8 @@ def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"x-api-key", api_key.encode()), (b"content-type", b"application/json")],
-        "server": ("test", 80),
-        "client": ("127.0.0.1", 5000),
-    }
-    asyncio.run(app(scope, receive, send))
+    headers = [(b"x-api-key", api_key.encode()), (b"content-type", b"application/json")]
+    asyncio.run(app(asgi_scope("POST", path, b"", headers), receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

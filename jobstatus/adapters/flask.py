@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise missing_extra("flask", exc) from exc
 
 from jobstatus.service import Reply, StatusService
-from jobstatus.wire import Request
+from jobstatus.wire import Request, StreamedReply
 
 __all__ = ["METHODS", "make_blueprint"]
 
@@ -77,7 +77,7 @@ def _read_at_most(stream: IO[bytes], size: int) -> bytes:
 
 
 def _response(reply: Reply) -> Response:
-    body: Any = reply.body if reply.stream is None else reply.chunks()
+    body: Any = reply.chunks() if isinstance(reply, StreamedReply) else reply.body
     response = Response(body, status=reply.status, headers=list(reply.headers))
     if reply.status == 304:
         del response.headers["Content-Type"]  # Flask's default; a 304 has no body

@@ -65,25 +65,20 @@ def make_app(service: StatusService) -> WSGIApp:
         path = environ.get("PATH_INFO") or "/"
         if not path.isascii():  # WSGI decodes the (unescaped) path as latin-1; URLs are UTF-8
             path = path.encode("latin-1").decode("utf-8", "replace")
-        request = Request(
-            method,
-            path,
-            read_body(environ, service.max_body_bytes) if method == "POST" else b"",
-            key,
-            environ.get("QUERY_STRING") or "",
-            environ.get("HTTP_IF_NONE_MATCH"),
-            environ.get("HTTP_AUTHORIZATION"),
-        )
+        if method == "POST":
+            body = read_body(environ, service.max_body_bytes)
+            request = Request(method, path, body, key, "", None, environ.get("HTTP_AUTHORIZATION"))
+        else:
+            query, condition = environ.get("QUERY_STRING") or "", environ.get("HTTP_IF_NONE_MATCH")
+            authorization = environ.get("HTTP_AUTHORIZATION")
+            request = Request(method, path, b"", key, query, condition, authorization)
         outcome = service.respond(request)
         reply = outcome if isinstance(outcome, Reply) else outcome.result()
         status = _STATUS_LINES.get(reply.status) or str(reply.status)
-        if reply.stream is not None:
-            start_response(status, list(reply.headers))
-            return reply.chunks()
-        if reply.status == 304:
-            start_response(status, list(reply.headers))
-            return []
-        start_response(status, [*reply.headers, ("Content-Length", str(len(reply.body)))])
-        return [reply.body]
+        if reply.__class__ is Reply and reply.status != 304:
+            start_response(status, [*reply.headers, ("Content-Length", str(len(reply.body)))])
+            return [reply.body]
+        start_response(status, list(reply.headers))  # streamed, or a 304: no length
+        return reply.chunks()
 
     return app
