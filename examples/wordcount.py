@@ -29,8 +29,8 @@ from contextlib import suppress
 from typing import Any
 
 from jobstatus import JobStatusError, JobTracker, Reply, StatusService, Store, Unauthorized
+from jobstatus._schema import DEFAULT_MAX_BODY_BYTES, RequestValidator, parse_json_body
 from jobstatus.config import build_number_from_env
-from jobstatus.schema import DEFAULT_MAX_BODY_BYTES, RequestValidator, parse_json_body
 from jobstatus.service import JOB_PATH
 
 SUBMIT_PATH = "/v1/demo/wordcount"

@@ -15,8 +15,8 @@ import os
 import re
 from collections.abc import Mapping
 
+from jobstatus._schema import UUID_PATTERN
 from jobstatus.errors import ConfigurationError
-from jobstatus.schema import UUID_PATTERN
 
 __all__ = [
     "DEFAULT_STORE",
@@ -61,7 +61,7 @@ def build_number_from_env(environ: Mapping[str, str] = os.environ) -> str | None
 
 def job_id_pattern_from_env(environ: Mapping[str, str] = os.environ) -> str:
     """``$JOBSTATUS_JOB_ID_PATTERN`` (a regular expression a job id must match whole), else
-    :data:`~jobstatus.schema.UUID_PATTERN`; raises :class:`~jobstatus.ConfigurationError` for
+    :data:`~jobstatus._schema.UUID_PATTERN`; raises :class:`~jobstatus.ConfigurationError` for
     one that is not a regular expression."""
     pattern = environ.get(JOB_ID_PATTERN_VARIABLE) or UUID_PATTERN
     try:

@@ -16,24 +16,21 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, NamedTuple
 
-from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
-from jobstatus.answers import Answers, document_json
-from jobstatus.cursor import CursorSigner
-from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
-from jobstatus.freshness import (
+from jobstatus._answers import Answers, document_json
+from jobstatus._cursor import CursorSigner
+from jobstatus._freshness import (
     DEFAULT_RETRY_AFTER,
     DEFAULT_RETRY_AFTER_BOUNDS,
     parse_if_none_match,
 )
-from jobstatus.listing import (
+from jobstatus._listing import (
     number,
     page_reply,
     status_filter,
     status_reply,
 )
-from jobstatus.polling import JobReads
-from jobstatus.record import FINAL_STATES
-from jobstatus.schema import (
+from jobstatus._polling import JobReads
+from jobstatus._schema import (
     DEFAULT_MAX_BODY_BYTES,
     JOB_STATUS_SCHEMA,
     JOBS_STATUS_SCHEMA,
@@ -43,6 +40,9 @@ from jobstatus.schema import (
     accepts_jobs_status,
     parse_json_body,
 )
+from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
+from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
+from jobstatus.record import FINAL_STATES
 from jobstatus.store import Store
 from jobstatus.tracker import JobTracker
 from jobstatus.waiting import DEFAULT_MAX_ASYNC_WAITERS, DEFAULT_MAX_WAITERS, Pending, WaitLimits

@@ -35,6 +35,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from jobstatus._writer import CANCELLED_CODE, WAITING, RecordWriter
 from jobstatus.errors import Conflict, JobCancelled, QueueFull
 from jobstatus.lifecycle import LIFECYCLE_KEYS
 from jobstatus.record import JobRecord, JobState, check_job_id
@@ -42,7 +43,6 @@ from jobstatus.run import MAX_ATTEMPTS, Run, activate, utc_now
 from jobstatus.store import ABSENT, ExpectedVersion, Store
 from jobstatus.webhooks import Webhooks
 from jobstatus.webhooks.state import WEBHOOK_KEY, new_webhook, with_webhook
-from jobstatus.writer import CANCELLED_CODE, WAITING, RecordWriter
 
 __all__ = ["MAX_REMEMBERED", "CANCELLED_CODE", "JobTracker", "Run"]
 

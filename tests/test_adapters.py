@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from jobstatus import ConfigurationError, JobRecord, StatusService
+from jobstatus._schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
 from tests.clients import post_endless_body
 
 pytestmark = pytest.mark.extras

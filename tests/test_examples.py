@@ -244,7 +244,7 @@ def test_each_docstring_names_its_install_line_and_its_own_port(example: str) ->
     assert f"PORT = {port}\n" in source  # the default it listens on
     assert run_commands(example)
     # Distinct from `jobstatus serve` (8080) and from each other: all three can run at once.
-    from jobstatus.serve import serve
+    from jobstatus._serve import serve
 
     default = serve.__kwdefaults__["port"]
     assert len({default, *DOCUMENTED_PORTS.values()}) == 3

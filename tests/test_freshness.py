@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobstatus import InvalidRequest, JobRecord, Progress, StatusService
+from jobstatus._cursor import CursorSigner, Position
+from jobstatus._freshness import etag, parse_if_none_match, retry_after
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.cursor import CursorSigner, Position
-from jobstatus.freshness import etag, parse_if_none_match, retry_after
 
 
 @pytest.mark.parametrize(

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jobstatus import JobRecord, StatusService
+from jobstatus._schema import DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH
 from jobstatus.backends.filesystem import FileSystemStore
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.schema import DEFAULT_MAX_BODY_BYTES, MAX_NESTING_DEPTH
 from jobstatus.service import JOB_STATUS_PATH, JOBS_PATH, JOBS_STATUS_PATH
 from tests.clients import ADAPTERS, Answer, Client
 

@@ -27,11 +27,11 @@ from jobstatus import (
     StorageError,
     open_store,
 )
+from jobstatus._schema import DEFAULT_MAX_BODY_BYTES
 from jobstatus.adapters.wsgi import make_app
 from jobstatus.backends.filesystem import FileSystemStore
 from jobstatus.backends.memory import MemoryStore
 from jobstatus.record import check_job_id
-from jobstatus.schema import DEFAULT_MAX_BODY_BYTES
 from jobstatus.service import JOB_STATUS_PATH, JOBS_STATUS_PATH
 from jobstatus.store import Store
 from tests import s3_server

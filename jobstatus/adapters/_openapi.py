@@ -14,11 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from jobstatus._listing import MAX_LIMIT
+from jobstatus._schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
 from jobstatus.access import Access
 from jobstatus.errors import JobNotFound, StorageError
-from jobstatus.listing import MAX_LIMIT
 from jobstatus.record import JobRecord
-from jobstatus.schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
 from jobstatus.service import (
     JOB_CANCEL_PATH,
     JOB_PATH,

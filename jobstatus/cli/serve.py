@@ -51,7 +51,7 @@ def register(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace, out: IO[str]) -> int:
-    from jobstatus.serve import serve
+    from jobstatus._serve import serve
 
     rule = id_rule(args)
     keys = config.api_keys_from_env()

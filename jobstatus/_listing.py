@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any
 
-from jobstatus.answers import Answers
-from jobstatus.cursor import CursorSigner, Position
+from jobstatus._answers import Answers
+from jobstatus._cursor import CursorSigner, Position
 from jobstatus.errors import InvalidRequest, redact
 from jobstatus.lifecycle import format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, dump_compact

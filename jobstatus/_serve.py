@@ -12,8 +12,8 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jobstatus._schema import UUID_PATTERN
 from jobstatus.errors import ConfigurationError, missing_extra
-from jobstatus.schema import UUID_PATTERN
 
 __all__ = ["check_address", "serve"]
 

@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jobstatus._answers import Answers
+from jobstatus._freshness import IfNoneMatch
 from jobstatus.access import Access, visible
-from jobstatus.answers import Answers
 from jobstatus.errors import JobNotFound
-from jobstatus.freshness import IfNoneMatch
 from jobstatus.record import JobRecord
 from jobstatus.store import Store
 from jobstatus.waiting import Pending, WaitLimits

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from jobstatus._freshness import etag, retry_after
 from jobstatus.envelope import build_envelope
 from jobstatus.errors import JobStatusError, StorageError, redact
-from jobstatus.freshness import etag, retry_after
 from jobstatus.record import JobRecord, dump_compact
 from jobstatus.webhooks.state import WEBHOOK_KEY, public_document
 from jobstatus.wire import JSON_HEADERS, Reply

@@ -19,9 +19,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from jobstatus._heartbeat import Heartbeat
 from jobstatus.envelope import build_envelope
 from jobstatus.errors import Conflict, InvalidRequest, JobCancelled, JobNotFound, redact
-from jobstatus.heartbeat import Heartbeat
 from jobstatus.lifecycle import Progress, format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, JobState
 from jobstatus.run import Run, utc_now
