@@ -33,6 +33,9 @@ JOB_STATUS_SCHEMA: dict[str, Any] = {
     "required": ["job_id"],
 }
 
+#: States separated by commas, none of them blank.
+STATES_PATTERN = r"^[^,]*\S[^,]*(?:,[^,]*\S[^,]*)*$"
+
 #: The body of ``POST /v1/toolkit/jobs/status``; an empty body means ``{}``. ``status`` (an
 #: addition to the upstream route) keeps the jobs in one of the states: a state, several
 #: separated by commas, or a list of states.
@@ -42,8 +45,8 @@ JOBS_STATUS_SCHEMA: dict[str, Any] = {
         "since_seconds": {"type": "number", "minimum": 0},
         "status": {
             "anyOf": [
-                {"type": "string", "minLength": 1},
-                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                {"type": "string", "pattern": STATES_PATTERN},
+                {"type": "array", "items": {"type": "string", "pattern": r"\S"}, "minItems": 1},
             ]
         },
     },

@@ -147,6 +147,10 @@ class StatusService:
         if not (isinstance(max_wait, (int, float)) and 0 < max_wait < math.inf):
             raise ValueError(f"max_wait must be a positive number of seconds, got {max_wait!r}")
         self.store = store
+        if not (
+            api_keys is None or isinstance(api_keys, (str, bytes, Mapping)) or callable(api_keys)
+        ):
+            api_keys = list(api_keys)  # read twice: the key ring and the cursor key
         self._keyring = KeyRing(api_keys, token_secrets=token_secrets)
         self.build_number = build_number
         self.queue_id = id(self) if queue_id is None else queue_id
@@ -336,7 +340,7 @@ class StatusService:
 
     def _read_job_query(self, request: Request) -> dict[str, Any]:
         job_id = request.path[len(_JOB_PREFIX) :]
-        params = parse_query(request.query)
+        params = _known(parse_query(request.query), _JOB_QUERY)
         self._check_id(job_id)
         wait = params.get("wait")
         return {
@@ -420,7 +424,21 @@ def _decimal(text: str) -> float | None:
 
 
 def _read_query(request: Request) -> dict[str, Any]:
-    return dict(parse_query(request.query))
+    return _known(parse_query(request.query), _LIST_QUERY)
+
+
+_JOB_QUERY = frozenset({"wait"})
+_LIST_QUERY = frozenset({"status", "since_seconds", "limit", "cursor"})
+
+
+def _known(params: dict[str, str], names: frozenset[str]) -> dict[str, Any]:
+    """``params`` when it names only ``names``; an unknown parameter is a 400 (a typo such as
+    ``?limt=5`` would otherwise be ignored without a word)."""
+    unknown = params.keys() - names
+    if unknown:
+        listed = ", ".join(sorted(repr(name[:40]) for name in unknown)[:5])
+        raise InvalidRequest(f"unknown query parameter {listed}; known: {', '.join(sorted(names))}")
+    return dict(params)
 
 
 def _cursor_material(api_keys: ApiKeys, token_secrets: Iterable[str] | None) -> list[bytes] | None:

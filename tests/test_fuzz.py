@@ -539,6 +539,7 @@ def test_schemathesis_with_every_check(
 
     load_all_checks()
     checks = CHECKS.get_all()
+    checks_with_cursor = [c for c in checks if c.__name__ != "positive_data_acceptance"]
     schema = schemathesis.openapi.from_asgi("/openapi.json", fastapi_app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} == {*ROUTES, JOB_PREFIX + "{job_id}"}
@@ -557,7 +558,12 @@ def test_schemathesis_with_every_check(
             nonlocal cases
             cases += 1
             headers = {} if key is None else {"x-api-key": key}
-            response = case.call_and_validate(headers=headers, checks=checks)
+            # A cursor is opaque: only a next_cursor the service signed is one, so a
+            # schema-valid string is still refused (400), as documented.
+            opaque = "cursor" in (case.query or {})
+            response = case.call_and_validate(
+                headers=headers, checks=checks_with_cursor if opaque else checks
+            )
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
         run()

@@ -344,7 +344,7 @@ def test_a_differing_version_answers_a_wait_at_once(client: Client) -> None:
     assert answer.status == 200
 
 
-@pytest.mark.parametrize("wait", ["0", "-1", "30.5", "abc", "nan", "inf", "1e1", "", "0x1"])
+@pytest.mark.parametrize("wait", ["0", "-1", "30.5", "abc", "nan", "inf", "1e9", "", "0x1"])
 def test_a_wait_outside_its_range_is_a_400_on_get(client: Client, wait: str) -> None:
     answer = get(client, f"{job(RUNNING)}?wait={wait}", if_none_match="*")
     assert answer.status == 400

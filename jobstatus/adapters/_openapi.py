@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from jobstatus._listing import MAX_LIMIT
-from jobstatus._schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
+from jobstatus._schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA, STATES_PATTERN
 from jobstatus.access import Access
 from jobstatus.errors import JobNotFound, StorageError
 from jobstatus.record import JobRecord
@@ -164,13 +164,13 @@ def parameters(service: StatusService, path: str) -> list[dict[str, Any]]:
                 "name": "status",
                 "in": "query",
                 "description": "Only jobs in these states, comma-separated",
-                "schema": {"type": "string", "minLength": 1},
+                "schema": {"type": "string", "pattern": STATES_PATTERN},
             },
             {
                 "name": "since_seconds",
                 "in": "query",
                 "description": "The window: jobs updated in the last so many seconds (600)",
-                "schema": {"type": "number", "minimum": 0},
+                "schema": {"type": "number", "minimum": 0, "maximum": 1e300},
             },
             {
                 "name": "limit",
