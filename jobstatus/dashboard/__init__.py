@@ -37,6 +37,7 @@ from jobstatus.service import Reply, dump_json
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "DASHBOARD_PATH",
+    "DASHBOARD_ROUTES",
     "SECURITY_HEADERS",
     "Asset",
     "Dashboard",
@@ -45,6 +46,9 @@ __all__ = [
 #: Where the page lives, relative to the service's routes (mount prefix excluded).
 DASHBOARD_PATH = "/v1/toolkit/dashboard/"
 _BARE = DASHBOARD_PATH.rstrip("/")
+#: The paths an adapter that routes by pattern mounts (``{name}``: one path segment); each
+#: request's path, with ``{name}`` filled in, goes to :meth:`Dashboard.respond`.
+DASHBOARD_ROUTES = (_BARE, DASHBOARD_PATH, DASHBOARD_PATH + "{name}")
 
 #: The page's policy: its own origin for everything, nothing inline, no framing, no plugins,
 #: no ``<base>``, no form posting anywhere, and Trusted Types so that markup cannot be written

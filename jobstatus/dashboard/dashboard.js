@@ -353,6 +353,7 @@ function fillRow(row, entry) {
     else row.bar.value = percent;
     row.bar.hidden = !progress;
     row.box.classList.toggle("none", !progress);
+    row.cells.progress.classList.toggle("blank", !progress);
     row.pct.textContent = percent === null ? (progress ? "" : "—") : `${Math.round(percent)} %`;
     const text = progress && typeof progress.message === "string" ? progress.message : "";
     row.message.textContent = cut(text);
@@ -365,6 +366,7 @@ function fillRow(row, entry) {
     const value = entry[name + "_at"];
     if (!before || before[name + "_at"] !== value) {
       row.cells[name].replaceChildren(timeNode(value));
+      row.cells[name].classList.toggle("blank", parseTime(value) === null);
     }
   }
   tickRow(row, Date.now());
@@ -373,7 +375,10 @@ function fillRow(row, entry) {
 function tickRow(row, now) {
   const ms = jobDuration(row.entry, now);
   const text = ms === null ? "—" : duration(ms);
-  if (row.cells.duration.textContent !== text) row.cells.duration.textContent = text;
+  if (row.cells.duration.textContent !== text) {
+    row.cells.duration.textContent = text;
+    row.cells.duration.classList.toggle("blank", ms === null);
+  }
 }
 
 /** Show these entries, newest first, moving and updating rows in place. */
@@ -959,7 +964,7 @@ function jsonNode(value, depth, budget) {
     if (child !== null && typeof child === "object") {
       node = el(
         "details",
-        { open: depth < 2 },
+        { open: depth < 3 },
         el("summary", {}, label, el("span", { class: "muted", text: " " + summaryOf(child) })),
         jsonNode(child, depth + 1, budget),
       );
