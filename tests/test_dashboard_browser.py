@@ -186,7 +186,7 @@ class Page:
                 continue
             message = entry["message"]
             if entry.get("source") == "network":
-                if network_down and "ERR_CONNECTION_REFUSED" in message:
+                if network_down and ("ERR_CONNECTION_REFUSED" in message or "ERR_CONNECTION_RESET" in message or "ERR_EMPTY_RESPONSE" in message):
                     continue
                 if any(f"status of {status}" in message for status in allowed_statuses):
                     continue
@@ -477,6 +477,7 @@ def test_cancel_from_the_page(make_page: Callable[..., Page], store: Store, trac
             button.click()
             page.wait(lambda n=note: page.text("job-note") == n)
             page.find("#job-close").click()
+            page.wait(lambda: not page.driver.execute_script("return document.getElementById('job-view').open"))
         page.wait(lambda: (page.row(queued) or {}).get("state") == "cancelled")
         assert store.get(running).cancel_requested_at is not None
     page.assert_clean()

@@ -24,6 +24,9 @@ const MAX_FOLLOWED = LIVE === "list" ? 0 : LIVE === "waits" ? Infinity : 3;
 const WAIT_SECONDS = Math.max(1, Math.min(25, Math.floor(MAX_WAIT)));
 // The window is re-read this often even when the probe sees no write (jobs age out of it).
 const FULL_REFRESH_MS = 60000;
+// The counts are read again at most this often while jobs keep changing (and at once when a
+// followed job ends).
+const COUNTS_MS = 5000;
 const KEY_SLOT = "jobstatus.dashboard.key";
 const STATES = ["queued", "submitted", "running", "done", "failed", "cancelled"];
 const FINAL = new Set(["done", "failed", "cancelled"]);
@@ -462,8 +465,10 @@ function setLoading(on) {
   $("loading").hidden = !on;
 }
 
+/** Load and show the current page; resolves to its first job, as listed. */
 async function loadPage({ quiet = false } = {}) {
   const gen = ++state.listGen;
+  let first;
   if (!quiet) setLoading(true);
   try {
     const { entries, next } = state.search
@@ -473,6 +478,7 @@ async function loadPage({ quiet = false } = {}) {
     state.nextCursor = next;
     render(entries);
     describePage(entries.length);
+    first = entries[0];
     if (!state.listed) {
       state.listed = true;
       requestAnimationFrame(() => setTimeout(() => performance.mark("jobstatus:list-painted")));
@@ -480,6 +486,7 @@ async function loadPage({ quiet = false } = {}) {
   } finally {
     if (gen === state.listGen) setLoading(false);
   }
+  return first;
 }
 
 async function listPage(cursor) {
@@ -639,7 +646,7 @@ $("newer").addEventListener("click", () => {
 });
 
 // -- live updates ------------------------------------------------------------------------------
-const live = { timer: 0, top: undefined, failures: 0, busy: false, lastFull: 0 };
+const live = { timer: 0, top: undefined, failures: 0, busy: false, lastFull: 0, lastCounts: 0 };
 
 /** The newest write in the window, as text: any write to any job changes it. */
 async function probeTop() {
@@ -648,14 +655,22 @@ async function probeTop() {
   return JSON.stringify(jobs[0] || null);
 }
 
-/** Read the window again: the probe first (so no write falls between), then page and counts. */
+/** Read the window again. The probe's baseline is read before the page, so that no write can
+ * fall between them unseen; on the first page of the unfiltered list, the page's own first
+ * job is that baseline, and the page is asked for at once. */
 async function reload() {
   if (!state.key) return;
   clearTimeout(live.timer);
   try {
-    live.top = await probeTop();
-    await Promise.all([loadPage(), loadCounts()]);
-    live.lastFull = Date.now();
+    const unfiltered = !state.states.size && !state.search && state.pageIndex === 0;
+    if (unfiltered) {
+      const [first] = await Promise.all([loadPage(), loadCounts()]);
+      live.top = JSON.stringify(first || null);
+    } else {
+      live.top = await probeTop();
+      await Promise.all([loadPage(), loadCounts()]);
+    }
+    live.lastFull = live.lastCounts = Date.now();
     live.failures = 0;
     clearNotice();
     setLive("Live", "on");
@@ -683,8 +698,11 @@ async function tick() {
     const changed = top !== live.top || Date.now() - live.lastFull > FULL_REFRESH_MS;
     live.top = top;
     if (changed || live.failures) {
-      await Promise.all([loadPage({ quiet: true }), loadCounts()]);
+      // the counts read the whole window: at most every COUNTS_MS while jobs keep changing
+      const counts = Date.now() - live.lastCounts >= COUNTS_MS || live.failures;
+      await Promise.all([loadPage({ quiet: true }), counts ? loadCounts() : null]);
       live.lastFull = Date.now();
+      if (counts) live.lastCounts = live.lastFull;
     }
     if (live.failures) clearNotice();
     live.failures = 0;
@@ -882,9 +900,11 @@ function closeJob() {
 }
 
 dialog.addEventListener("close", () => {
+  if (dialog.open) return; // opened again (another job) before this event came
+  const closed = openJobId;
   openJobId = null;
   openDoc = null;
-  if (jobIdFromHash() !== null) {
+  if (closed !== null && jobIdFromHash() === closed) {
     history.replaceState(null, "", location.pathname + location.search);
   }
   if (opener && opener.isConnected) opener.focus();
