@@ -22,6 +22,8 @@ SERVICE_TOOLS = [
     "schemathesis>=3.30",
     "openapi-spec-validator",
     "celery>=5.3",
+    "selenium>=4.20",  # the dashboard's browser tests (Chromium from the system's packages)
+    "hatchling>=1.24",  # the test that the wheel ships the dashboard's files
 ]
 
 
@@ -74,7 +76,9 @@ def docs(session: nox.Session) -> None:
     """Build the HTML docs with warnings as errors and run their doctests;
     ``nox -s docs -- serve`` also serves them on http://127.0.0.1:8000."""
     # The FastAPI examples in the docs run through starlette's TestClient, which needs httpx2.
-    session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", "matplotlib")
+    session.install(
+        "-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", "matplotlib", "selenium>=4.20"
+    )
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")
     session.run("sphinx-build", "-b", "html", *common, "docs/_build/html")

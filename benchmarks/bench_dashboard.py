@@ -1,13 +1,14 @@
 """The dashboard's cost: how fast a list of 100 jobs is painted, and what an open page costs
 the server while nothing changes.
 
-1. First paint: the page of a store holding 100 jobs is loaded with the key already in the
-   tab (sessionStorage), ``--loads`` times; the figure is the ``jobstatus:list-painted``
-   performance mark (navigation start → the first table drawn, one frame later). Target:
-   under 300 ms.
+1. First paint: the page of a store holding 100 jobs (50 running) is loaded with the key
+   already in the tab (sessionStorage), ``--loads`` times; the figure is the browser's own
+   paint time of the list (Element Timing of the table's caption, whose text is set with the
+   rows: navigation start → the list on screen). Target: under 300 ms.
 2. Idle cost: 50 running jobs on screen, one tab, no job written; for each way the page can
    follow jobs (``?live=``), the requests per second the server answers and the CPU seconds
-   its process spends per minute, over ``--seconds`` after a warm-up. Target: at most
+   its process spends per minute, over ``--seconds`` after a warm-up, and how long a request
+   the page makes then (the job view's, say) takes to be answered. Target: at most
    2 requests/s.
 
    - ``auto`` (the default): one list probe (``limit=1``) every 2 s, and a long-poll
@@ -157,9 +158,17 @@ def open_page(driver: Any, url: str, rows: int) -> None:
     )
 
 
-def first_paint(adapter: str, loads: int, work: Path) -> list[float]:
-    from selenium.webdriver.support.wait import WebDriverWait
+# The paint time of the list, as the browser reports it (Element Timing).
+_PAINTED = """
+const done = arguments[0];
+new PerformanceObserver((list) => {
+  const entry = list.getEntries().find((e) => e.identifier === "jobstatus-list");
+  if (entry) done(entry.renderTime);
+}).observe({ type: "element", buffered: true });
+"""
 
+
+def first_paint(adapter: str, loads: int, work: Path) -> list[float]:
     from tests.browser import open_browser
 
     server = Server(adapter, 100, 50, work)
@@ -168,18 +177,23 @@ def first_paint(adapter: str, loads: int, work: Path) -> list[float]:
     try:
         with open_browser() as driver:
             open_page(driver, page, 100)
+            driver.set_script_timeout(30)
             for _ in range(loads):
                 driver.refresh()
-                mark = WebDriverWait(driver, 30, poll_frequency=0.02).until(
-                    lambda d: d.execute_script(
-                        "const m = performance.getEntriesByName('jobstatus:list-painted');"
-                        "return m.length ? m[0].startTime : null"
-                    )
-                )
-                times.append(float(mark))
+                times.append(float(driver.execute_async_script(_PAINTED)))
     finally:
         server.close()
     return times
+
+
+# One request as the job view makes it, timed from the page: queued behind held connections,
+# if any.
+_ONE_REQUEST = """
+const [key, done] = arguments;
+const started = performance.now();
+fetch(new URL("../jobs?limit=1", location.href), { headers: { "x-api-key": key } })
+  .then(() => done(performance.now() - started));
+"""
 
 
 def idle_cost(adapter: str, mode: str, seconds: float, work: Path) -> dict[str, float]:
@@ -196,11 +210,14 @@ def idle_cost(adapter: str, mode: str, seconds: float, work: Path) -> dict[str, 
             elapsed = time.monotonic() - started
             asked = server.requests() - requests - 1  # (the count request itself)
             spent = server.cpu_seconds() - cpu
+            driver.set_script_timeout(60)
+            waited = driver.execute_async_script(_ONE_REQUEST, KEY)
     finally:
         server.close()
     return {
         "requests_per_second": asked / elapsed,
         "cpu_seconds_per_minute": 60 * spent / elapsed,
+        "page_request_ms": float(waited),
     }
 
 
@@ -239,7 +256,8 @@ def main() -> None:
                 results["idle"][f"{adapter}/{mode}"] = cost
                 print(
                     f"{adapter}, live={mode}: {cost['requests_per_second']:.2f} requests/s, "
-                    f"{cost['cpu_seconds_per_minute']:.2f} CPU s/min (50 running jobs, one tab)"
+                    f"{cost['cpu_seconds_per_minute']:.2f} CPU s/min, a request from the page "
+                    f"answered in {cost['page_request_ms']:.0f} ms (50 running jobs, one tab)"
                 )
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -11,12 +11,18 @@ happens during a period.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +34,7 @@ from tests.conftest import service_unavailable
 
 pytestmark = [pytest.mark.services, pytest.mark.extras]
 
+ROOT = Path(__file__).resolve().parents[1]
 KEY = "dashboard-test-key"
 PAGE = "/v1/toolkit/dashboard/"
 PREFIXES = {"wsgi": "/ops", "flask": "/api", "fastapi": "/status"}
@@ -481,6 +488,64 @@ def test_cancel_from_the_page(make_page: Callable[..., Page], store: Store, trac
         page.wait(lambda: (page.row(queued) or {}).get("state") == "cancelled")
         assert store.get(running).cancel_requested_at is not None
     page.assert_clean()
+
+
+# -- jobstatus serve --dashboard ------------------------------------------------------------------
+
+
+class _Command:
+    """``jobstatus serve --dashboard`` as a subprocess, on a free port, until closed."""
+
+    def __init__(self, store_url: str, folder: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTATUS_")}
+        environ.update(PYTHONPATH=str(ROOT), API_KEY=KEY)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jobstatus", "serve", "--dashboard", "--store", store_url,
+             "--port", str(port), "--workers", "1"],
+            env=environ, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        self.requests = browser._Counter()  # (not counted: another process)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + PAGE) as answer:
+                    self.headers = dict(answer.headers)
+                    break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("jobstatus serve --dashboard did not start") from None
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@pytest.mark.slow
+def test_jobstatus_serve_dashboard(driver: Any, tmp_path: Path) -> None:
+    pytest.importorskip("gunicorn")
+    store_url = (tmp_path / "jobs").as_uri()
+    with open_store(store_url) as store:
+        tracker = JobTracker(store, progress_interval=0)
+        job_id = tracker.submit(endpoint="/v1/media/transcribe")
+        command = _Command(store_url, tmp_path)
+        try:
+            assert "frame-ancestors 'none'" in command.headers["Content-Security-Policy"]
+            page = Page(driver, command).open().sign_in()
+            page.wait_rows(1)
+            with tracker.run(job_id) as run:  # another process writes: the page follows
+                page.wait(lambda: (page.row(job_id) or {}).get("state") == "running", timeout=5)
+                run.progress(percent=70, message="from another process")
+                page.wait(lambda: (page.row(job_id) or {}).get("percent") == 70, timeout=5)
+            page.wait(lambda: (page.row(job_id) or {}).get("state") == "done", timeout=5)
+            page.assert_clean()
+        finally:
+            command.close()
+            driver.get("about:blank")
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -106,6 +106,17 @@ def sample_store() -> tuple[Any, str]:
     return store, job_id(5)
 
 
+def _browser_helpers() -> Any:
+    """``tests/browser.py`` (the browser and server helpers the tests use), by its path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_jobstatus_browser", ROOT / "tests" / "browser.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def take(folder: Path) -> None:
     """Take every picture into ``folder`` (Chromium and selenium must be installed)."""
     sys.path.insert(0, str(ROOT))
@@ -113,15 +124,16 @@ def take(folder: Path) -> None:
 
     from jobstatus import StatusService
     from jobstatus.adapters.wsgi import make_app
-    from tests.browser import WSGIServer, open_browser, screenshot, set_viewport
+
+    helpers = _browser_helpers()
 
     store, shown_id = sample_store()
     service = StatusService(store, api_keys=[KEY], allow_cancel=True)
-    server = WSGIServer(make_app(service, dashboard=True))
+    server = helpers.WSGIServer(make_app(service, dashboard=True))
     folder.mkdir(parents=True, exist_ok=True)
     try:
         for name, (width, height, dark, job_view) in SHOTS.items():
-            with open_browser(width=width, height=height, dark=dark) as driver:
+            with helpers.open_browser(width=width, height=height, dark=dark) as driver:
                 wait = WebDriverWait(driver, 20, poll_frequency=0.05)
                 driver.get(server.url + "/v1/toolkit/dashboard/")
                 wait.until(lambda d: d.find_element("id", "key-input").is_displayed())
@@ -137,10 +149,10 @@ def take(folder: Path) -> None:
                     driver.execute_script(f"location.hash = 'job={shown_id}'")
                     wait.until(lambda d: d.find_elements("css selector", "#job-doc dt"))
                     driver.execute_script("document.activeElement.blur()")
-                    set_viewport(driver, width, height)
+                    helpers.set_viewport(driver, width, height)
                     driver.save_screenshot(str(folder / f"{name}.png"))
                 else:
-                    screenshot(driver, folder / f"{name}.png", width=width, max_height=height)
+                    helpers.screenshot(driver, folder / f"{name}.png", width=width, max_height=height)
     finally:
         server.close()
 
@@ -160,10 +172,7 @@ def _can_take() -> bool:
         import selenium  # noqa: F401
     except ImportError:
         return False
-    sys.path.insert(0, str(ROOT))
-    from tests.browser import chromium
-
-    return chromium() is not None
+    return _browser_helpers().chromium() is not None
 
 
 def prepare(app: Sphinx) -> None:

@@ -147,7 +147,6 @@ const state = {
   total: null,
   listGen: 0,
   countGen: 0,
-  listed: false,
 };
 
 /** One request with the key; resolves to {status, data, etag, retryAfter}. */
@@ -479,10 +478,6 @@ async function loadPage({ quiet = false } = {}) {
     render(entries);
     describePage(entries.length);
     first = entries[0];
-    if (!state.listed) {
-      state.listed = true;
-      requestAnimationFrame(() => setTimeout(() => performance.mark("jobstatus:list-painted")));
-    }
   } finally {
     if (gen === state.listGen) setLoading(false);
   }
