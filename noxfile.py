@@ -91,7 +91,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks (not part of CI); figures land in benchmarks/results/."""
-    session.install("-e", ".[all]", "moto[server]>=5", "celery>=5.3")
+    session.install("-e", ".[all]", "moto[server]>=5", "celery>=5.3", "rq>=2", "hiredis")
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):
             session.run("python", f"benchmarks/{script}", *session.posargs)

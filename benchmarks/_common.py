@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from jobstatus import JobRecord
+from jobstatus.backends.memory import MemoryStore
+from jobstatus.record import check_job_id
 
 JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 KEY = "benchmark-key"
@@ -86,3 +88,29 @@ def rate(work: Callable[[int], object], seconds: float, *, batch: int = 20) -> f
         now = time.perf_counter()
         if now >= deadline:
             return count / (now - started)
+
+
+def alternate(
+    contenders: dict[str, Callable[[int], object]], rounds: int, seconds: float
+) -> dict[str, list[float]]:
+    """Calls per second of each contender, ``rounds`` times, contenders taking turns so that
+    each sees the same machine; after a short warm-up of each."""
+    for work in contenders.values():  # warm up: connections, prepared statements, caches
+        rate(work, min(seconds, 0.3))
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, work in contenders.items():
+            results[name].append(rate(work, seconds))
+    return results
+
+
+class FixedStore(MemoryStore):
+    """Hands back one parsed record: the service's own cost, with no storage at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.record = one_kb_record()
+
+    def get(self, job_id: str) -> JobRecord:
+        check_job_id(job_id)
+        return self.record

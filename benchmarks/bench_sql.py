@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from _common import call, one_kb_record, rate
+from _common import FixedStore, alternate, call, one_kb_record
 
 from jobstatus import JobNotFound, JobRecord, StatusService
 from jobstatus.adapters.wsgi import make_app
@@ -53,18 +53,6 @@ JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 IDS = [str(uuid.UUID(int=n)) for n in range(100)]  # writes cycle over 100 jobs
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-def alternate(
-    contenders: dict[str, Callable[[int], object]], rounds: int, seconds: float
-) -> dict[str, list[float]]:
-    for work in contenders.values():  # warm up: connections, prepared statements, caches
-        rate(work, min(seconds, 0.3))
-    results: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, work in contenders.items():
-            results[name].append(rate(work, seconds))
-    return results
 
 
 # -- the databases -------------------------------------------------------------------------------
@@ -121,8 +109,8 @@ def bench_writes(db: Database, rounds: int, seconds: float) -> dict[str, Any]:
     records = [one_kb_record(job_id, "running") for job_id in IDS]
     store = open_sql_store(db.url, table_name=db.table("put"))
     raw_table = db.table("raw")
-    twin = open_sql_store(db.url, table_name=raw_table)  # the same table, made by the store
-    twin._prepare()
+    twin = open_sql_store(db.url, table_name=raw_table)  # the same table as the store's
+    twin.table.create(twin.engine)
     twin.close()
     raw = db.raw()
     statement = upsert_sql(raw_table, db.param())
@@ -197,18 +185,6 @@ def floor_app(raw: Any, table: str, p: str) -> WSGIApp:
     return app
 
 
-class FixedStore(MemoryStore):
-    """Hands back one parsed record: the service's own cost, with no storage at all."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.record = one_kb_record()
-
-    def get(self, job_id: str) -> JobRecord:
-        check_job_id(job_id)
-        return self.record
-
-
 class RawDriverStore(MemoryStore):
     """The least a SQL store can be under ``make_app``: the floor's SELECT on one raw
     connection (no pool, no retry, no error translation), each document text parsed once."""
@@ -278,7 +254,7 @@ def bench_lookups(db: Database, rounds: int, seconds: float) -> dict[str, Any]:
 
 def fill(db: Database, store: SQLStore, rows: int, recent: int, now: float) -> float:
     """``rows - recent`` rows from 30 days ago down, ``recent`` in the last 500 s; seconds."""
-    store._prepare()
+    store.table.create(store.engine)
     table = store.table.name
     doc = (
         '\'{"job_status": "done", "job_id": "job-\' || g || \'", "queue_id": 1, '
@@ -357,12 +333,22 @@ def bench_list(db: Database, rows: int, recent: int, repeats: int) -> dict[str, 
 
 
 def explain(db: Database, store: SQLStore, since: float) -> list[str]:
-    """The plan of the page query ``list`` runs, as the database prints it."""
-    query = store._list_query(since=since, limit=store.batch_size)
-    sql = str(query.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}))
+    """The plan of the first page query ``list(since=since)`` runs, as the database prints it
+    (the statement is taken as SQLAlchemy sends it to the driver)."""
+    sent: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", before)
+    try:
+        next(store.list(since=since), None)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", before)
+    statement, parameters = sent[-1]
     prefix = "EXPLAIN QUERY PLAN " if db.name == "sqlite" else "EXPLAIN (ANALYZE, COSTS OFF) "
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(prefix + sql).all()
+        rows = conn.exec_driver_sql(prefix + statement, parameters).all()
     return [str(row[-1]) for row in rows]
 
 

@@ -88,7 +88,9 @@ _STDLIB_MODULES = [
     "_thread", "argparse", "collections", "datetime", "enum", "os", "pathlib", "threading",
     "types", "urllib",
 ]  # fmt: skip
-_THIRD_PARTY_MODULES = ["fastapi", "flask", "fsspec", "hypothesis", "sqlalchemy", "st", "starlette"]
+_THIRD_PARTY_MODULES = [
+    "fastapi", "flask", "fsspec", "hypothesis", "redis", "sqlalchemy", "st", "starlette",
+]  # fmt: skip
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),
     # Private names that public signatures spell out (the sentinel type behind ABSENT in

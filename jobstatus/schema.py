@@ -33,10 +33,20 @@ JOB_STATUS_SCHEMA: dict[str, Any] = {
     "required": ["job_id"],
 }
 
-#: The body of ``POST /v1/toolkit/jobs/status``; an empty body means ``{}``.
+#: The body of ``POST /v1/toolkit/jobs/status``; an empty body means ``{}``. ``status`` (an
+#: addition to the upstream route) keeps the jobs in one of the states: a state, several
+#: separated by commas, or a list of states.
 JOBS_STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"since_seconds": {"type": "number", "minimum": 0}},
+    "properties": {
+        "since_seconds": {"type": "number", "minimum": 0},
+        "status": {
+            "anyOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+            ]
+        },
+    },
 }
 
 #: A UUID in its canonical text form, any case; the default job id pattern.
@@ -139,7 +149,7 @@ def accepts_job_status(payload: Any) -> bool:
 
 def accepts_jobs_status(payload: Any) -> bool:
     """True only for payloads :data:`JOBS_STATUS_SCHEMA` accepts."""
-    if type(payload) is not dict:
+    if type(payload) is not dict or "status" in payload:
         return False
     since = payload.get("since_seconds", 0)
     return type(since) in (int, float) and since >= 0

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -39,9 +40,12 @@ def wsgi_client(service: StatusService) -> Client:
     def call(
         method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ) -> Answer:
+        path, _, query = path.partition("?")
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
-            "PATH_INFO": path,
+            # as a server does: unescaped, the bytes seen as latin-1 (PEP 3333)
+            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+            "QUERY_STRING": query,
             "SERVER_NAME": "test",
             "SERVER_PORT": "80",
             "wsgi.input": io.BytesIO(body),
@@ -60,7 +64,13 @@ def wsgi_client(service: StatusService) -> Client:
             seen["status"] = int(status.split()[0])
             seen["headers"] = {k.lower(): v for k, v in response_headers}
 
-        payload = b"".join(app(environ, start_response))
+        answer = app(environ, start_response)
+        try:
+            payload = b"".join(answer)
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:  # as a WSGI server does (PEP 3333)
+                close()
         return Answer(seen["status"], seen["headers"], payload)
 
     return call

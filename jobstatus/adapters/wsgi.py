@@ -1,7 +1,9 @@
-"""Plain WSGI: ``make_app(service)`` returns a WSGI callable serving the status endpoints.
+"""Plain WSGI: ``make_app(service)`` returns a WSGI callable serving the status routes.
 
-Only translation lives here: environ in, :meth:`StatusService.handle` call, response out.
-Other paths get a JSON 404, other methods a JSON 405 with ``Allow: POST``.
+Only translation lives here: environ in, :meth:`StatusService.respond` call, response out.
+The service answers other paths with a JSON 404 and other methods with a JSON 405. A request
+that waits (``?wait=``, ``"wait"``) holds its worker thread until its answer is known, at most
+``max_waiters`` at once (see :class:`~jobstatus.StatusService`); a long listing is streamed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from jobstatus.service import Reply, StatusService
+from jobstatus.wire import Request
 
 __all__ = ["make_app", "read_body"]
 
@@ -23,6 +26,7 @@ _STATUS_LINES = {
         304: "Not Modified",
         400: "Bad Request",
         401: "Unauthorized",
+        403: "Forbidden",
         404: "Not Found",
         405: "Method Not Allowed",
         409: "Conflict",
@@ -50,22 +54,35 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 
 def make_app(service: StatusService) -> WSGIApp:
-    """A WSGI application answering ``service``'s routes, POST only."""
+    """A WSGI application answering ``service``'s routes."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD") or "GET"
+        key = environ.get("HTTP_X_API_KEY")
+        # WSGI decodes headers as latin-1; keys are UTF-8 (ASCII reads the same in both)
+        if key is not None and not key.isascii():
+            key = key.encode("latin-1").decode("utf-8", "surrogateescape")
         path = environ.get("PATH_INFO") or "/"
-        if path not in service.routes:
-            reply = Reply.json(404, {"message": f"Not found: {path}"})
-        elif environ.get("REQUEST_METHOD") != "POST":
-            reply = Reply.method_not_allowed()
-        else:
-            key = environ.get("HTTP_X_API_KEY")
-            # WSGI decodes headers as latin-1; keys are UTF-8 (ASCII reads the same in both)
-            if key is not None and not key.isascii():
-                key = key.encode("latin-1").decode("utf-8", "surrogateescape")
-            reply = service.handle(path, read_body(environ, service.max_body_bytes), key)
-        headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
-        start_response(_STATUS_LINES.get(reply.status) or str(reply.status), headers)
+        if not path.isascii():  # WSGI decodes the (unescaped) path as latin-1; URLs are UTF-8
+            path = path.encode("latin-1").decode("utf-8", "replace")
+        request = Request(
+            method,
+            path,
+            read_body(environ, service.max_body_bytes) if method == "POST" else b"",
+            key,
+            environ.get("QUERY_STRING") or "",
+            environ.get("HTTP_IF_NONE_MATCH"),
+        )
+        outcome = service.respond(request)
+        reply = outcome if isinstance(outcome, Reply) else outcome.result()
+        status = _STATUS_LINES.get(reply.status) or str(reply.status)
+        if reply.stream is not None:
+            start_response(status, list(reply.headers))
+            return reply.chunks()
+        if reply.status == 304:
+            start_response(status, list(reply.headers))
+            return []
+        start_response(status, [*reply.headers, ("Content-Length", str(len(reply.body)))])
         return [reply.body]
 
     return app

@@ -30,6 +30,7 @@ class _Builtin(NamedTuple):
 
 _SQL = _Builtin("jobstatus.backends.sql:open_sql_store", "sql")
 _OBJECTS = _Builtin("jobstatus.backends.objectstore:open_object_store", "s3")
+_REDIS = _Builtin("jobstatus.backends.redis:open_redis_store", "redis")
 
 _BUILTIN: dict[str, _Builtin] = {
     "memory": _Builtin("jobstatus.backends.memory:open_memory_store", None),
@@ -47,6 +48,9 @@ _BUILTIN: dict[str, _Builtin] = {
     "abfs": _Builtin(_OBJECTS.target, "azure"),
     "abfss": _Builtin(_OBJECTS.target, "azure"),
     "fsspec": _Builtin(_OBJECTS.target, "fsspec"),
+    "redis": _REDIS,  # and redis+sentinel://
+    "rediss": _REDIS,
+    "unix": _REDIS,
 }
 
 
