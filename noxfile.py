@@ -77,7 +77,14 @@ def docs(session: nox.Session) -> None:
     ``nox -s docs -- serve`` also serves them on http://127.0.0.1:8000."""
     # The FastAPI examples in the docs run through starlette's TestClient, which needs httpx2.
     session.install(
-        "-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", "matplotlib", "selenium>=4.20"
+        "-e",
+        ".[all,testing]",
+        "sphinx>=7",
+        "furo",
+        "httpx",
+        "httpx2",
+        "matplotlib",
+        "selenium>=4.20",
     )
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")

@@ -153,8 +153,7 @@ def open_page(driver: Any, url: str, rows: int) -> None:
     driver.execute_script(f"sessionStorage.setItem('jobstatus.dashboard.key', {json.dumps(KEY)})")
     driver.get(url)
     WebDriverWait(driver, 30, poll_frequency=0.02).until(
-        lambda d: d.execute_script("return document.querySelectorAll('#rows tr').length")
-        == rows
+        lambda d: d.execute_script("return document.querySelectorAll('#rows tr').length") == rows
     )
 
 
@@ -187,7 +186,8 @@ def first_paint(adapter: str, loads: int, work: Path) -> list[float]:
 
 
 # One request as the job view makes it, timed from the page: queued behind held connections,
-# if any.
+# if any. SAMPLES of them are spread over the window; the slowest is reported.
+SAMPLES = 5
 _ONE_REQUEST = """
 const [key, done] = arguments;
 const started = performance.now();
@@ -205,19 +205,22 @@ def idle_cost(adapter: str, mode: str, seconds: float, work: Path) -> dict[str, 
         with open_browser() as driver:
             open_page(driver, page, 50)
             time.sleep(10)  # warm-up: every follower has its ETag and waits
-            requests, cpu, started = server.requests(), server.cpu_seconds(), time.monotonic()
-            time.sleep(seconds)
-            elapsed = time.monotonic() - started
-            asked = server.requests() - requests - 1  # (the count request itself)
-            spent = server.cpu_seconds() - cpu
             driver.set_script_timeout(60)
-            waited = driver.execute_async_script(_ONE_REQUEST, KEY)
+            requests, cpu, started = server.requests(), server.cpu_seconds(), time.monotonic()
+            waited = []
+            for _ in range(SAMPLES):  # the page's own requests, spread over the window
+                time.sleep(seconds / SAMPLES)
+                waited.append(float(driver.execute_async_script(_ONE_REQUEST, KEY)))
+            elapsed = time.monotonic() - started
+            # (not counted: the count request itself and the sampled requests)
+            asked = server.requests() - requests - 1 - SAMPLES
+            spent = server.cpu_seconds() - cpu
     finally:
         server.close()
     return {
         "requests_per_second": asked / elapsed,
         "cpu_seconds_per_minute": 60 * spent / elapsed,
-        "page_request_ms": float(waited),
+        "page_request_ms": max(waited),
     }
 
 
@@ -257,7 +260,8 @@ def main() -> None:
                 print(
                     f"{adapter}, live={mode}: {cost['requests_per_second']:.2f} requests/s, "
                     f"{cost['cpu_seconds_per_minute']:.2f} CPU s/min, a request from the page "
-                    f"answered in {cost['page_request_ms']:.0f} ms (50 running jobs, one tab)"
+                    f"answered in {cost['page_request_ms']:.0f} ms at worst "
+                    "(50 running jobs, one tab)"
                 )
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -17,8 +17,8 @@ from jobstatus.schema import UUID_PATTERN
 
 __all__ = ["DASHBOARD_THREADS", "check_address", "serve"]
 
-#: Threads per worker with the dashboard: the service lets at most ``max_waiters`` (8) of
-#: them wait, so as many again are always free for other requests.
+#: How many threads each worker has with the dashboard. The service lets at most
+#: ``max_waiters`` (8) of them wait, so as many again are always free for other requests.
 DASHBOARD_THREADS = 16
 
 

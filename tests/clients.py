@@ -1,8 +1,10 @@
 """One HTTP client per adapter, all with the same call shape, for the HTTP conformance suite.
 
 A client is ``call(method, path, body=b"", headers=None) -> Answer``. Each adapter module
-registers a factory in ``ADAPTERS``: ``factory(service) -> client``. The HTTP suite runs every
-case on every adapter and demands the same status and JSON body from all of them.
+registers a factory in ``ADAPTERS``: ``factory(service, dashboard=False, prefix="") -> client``
+(``dashboard`` mounts the job dashboard too; ``prefix`` mounts everything under a path, as a
+host app does). The HTTP suite runs every case on every adapter and demands the same status and
+JSON body from all of them.
 """
 
 from __future__ import annotations
@@ -32,19 +34,23 @@ class Answer:
 Client = Callable[..., Answer]
 
 
-def wsgi_client(service: StatusService) -> Client:
+def wsgi_client(service: StatusService, dashboard: bool = False, prefix: str = "") -> Client:
     from jobstatus.adapters.wsgi import make_app
 
-    app = make_app(service)
+    app = make_app(service, dashboard=dashboard)
 
     def call(
         method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ) -> Answer:
         path, _, query = path.partition("?")
+        if not path.startswith(prefix):  # not this app's: the host answers
+            return Answer(404, {}, b"")
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
-            # as a server does: unescaped, the bytes seen as latin-1 (PEP 3333)
-            "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
+            # as a server does: unescaped, the bytes seen as latin-1 (PEP 3333); a mount
+            # prefix is SCRIPT_NAME
+            "SCRIPT_NAME": prefix,
+            "PATH_INFO": unquote_to_bytes(path[len(prefix) :]).decode("latin-1"),
             "QUERY_STRING": query,
             "SERVER_NAME": "test",
             "SERVER_PORT": "80",
@@ -76,14 +82,14 @@ def wsgi_client(service: StatusService) -> Client:
     return call
 
 
-def flask_client(service: StatusService) -> Client:
+def flask_client(service: StatusService, dashboard: bool = False, prefix: str = "") -> Client:
     """The blueprint in a bare Flask app, through Flask's test client."""
     from flask import Flask
 
     from jobstatus.adapters.flask import make_blueprint
 
     app = Flask(__name__)
-    app.register_blueprint(make_blueprint(service))
+    app.register_blueprint(make_blueprint(service, dashboard=dashboard), url_prefix=prefix or None)
     test_client = app.test_client()
 
     def call(
@@ -106,7 +112,7 @@ def flask_client(service: StatusService) -> Client:
     return call
 
 
-def fastapi_client(service: StatusService) -> Client:
+def fastapi_client(service: StatusService, dashboard: bool = False, prefix: str = "") -> Client:
     """The router in a bare FastAPI app, through httpx's ASGI transport (each call runs in a
     fresh event loop; starlette's TestClient warns about httpx under ``-W error``)."""
     import asyncio
@@ -117,7 +123,7 @@ def fastapi_client(service: StatusService) -> Client:
     from jobstatus.adapters.fastapi import make_router
 
     app = FastAPI()
-    app.include_router(make_router(service))
+    app.include_router(make_router(service, dashboard=dashboard), prefix=prefix)
 
     async def send(method: str, path: str, body: bytes, headers: dict[str, bytes]) -> Answer:
         transport = httpx.ASGITransport(app=app)
@@ -172,7 +178,7 @@ def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[
 
 
 #: adapter name → (factory, pytest marks). A factory imports its framework only when called.
-ADAPTERS: dict[str, tuple[Callable[[StatusService], Client], tuple[pytest.MarkDecorator, ...]]] = {
+ADAPTERS: dict[str, tuple[Callable[..., Client], tuple[pytest.MarkDecorator, ...]]] = {
     "wsgi": (wsgi_client, ()),
     "flask": (flask_client, (pytest.mark.extras,)),
     "fastapi": (fastapi_client, (pytest.mark.extras,)),

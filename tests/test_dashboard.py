@@ -94,15 +94,19 @@ def test_the_page_is_revalidated_and_names_its_files_by_their_hash() -> None:
         body = FILES.joinpath(source).read_bytes()
         assert digest == hashlib.sha256(body).hexdigest()[:16]
         asset = dashboard.respond("GET", DASHBOARD_PATH + name)
-        assert asset.status == 200 and asset.body == body
+        assert asset.status == 200
+        assert asset.body == body
         asset_headers = dict(asset.headers)
         assert asset_headers["Cache-Control"] == "public, max-age=31536000, immutable"
         assert asset_headers["ETag"] == f'"{hashlib.sha256(body).hexdigest()[:32]}"'
-        assert asset_headers["Content-Type"] == {
-            "js": "text/javascript; charset=utf-8",
-            "css": "text/css; charset=utf-8",
-            "svg": "image/svg+xml",
-        }[suffix]
+        assert (
+            asset_headers["Content-Type"]
+            == {
+                "js": "text/javascript; charset=utf-8",
+                "css": "text/css; charset=utf-8",
+                "svg": "image/svg+xml",
+            }[suffix]
+        )
 
 
 @pytest.mark.parametrize("path", [DASHBOARD_PATH, None])
@@ -115,7 +119,8 @@ def test_if_none_match_gives_a_304_with_the_tag(path: str | None, condition: str
         path = DASHBOARD_PATH + next(n for n in dashboard.assets if n.endswith(".js"))
     tag = dict(dashboard.respond("GET", path).headers)["ETag"]
     reply = dashboard.respond("GET", path, condition.format(tag=tag))
-    assert reply.status == 304 and reply.body == b""
+    assert reply.status == 304
+    assert reply.body == b""
     headers = dict(reply.headers)
     assert headers["ETag"] == tag
     assert "Content-Type" not in headers
@@ -161,7 +166,9 @@ def test_every_answer_carries_the_security_headers() -> None:
     replies = [
         dashboard.respond("GET", DASHBOARD_PATH),
         dashboard.respond("GET", DASHBOARD_PATH + next(iter(dashboard.assets))),
-        dashboard.respond("GET", DASHBOARD_PATH, dict(dashboard.respond("GET", DASHBOARD_PATH).headers)["ETag"]),
+        dashboard.respond(
+            "GET", DASHBOARD_PATH, dict(dashboard.respond("GET", DASHBOARD_PATH).headers)["ETag"]
+        ),
         dashboard.respond("GET", DASHBOARD_PATH + "nope"),
         dashboard.respond("PUT", DASHBOARD_PATH),
         dashboard.respond("GET", DASHBOARD_PATH.rstrip("/")),
@@ -182,11 +189,13 @@ def test_every_answer_carries_the_security_headers() -> None:
 
 def test_the_page_learns_cancel_and_max_wait_from_the_service(store: Store) -> None:
     plain = Dashboard.for_service(StatusService(store, api_keys=["k"]))
-    cancelling = Dashboard.for_service(StatusService(store, api_keys=["k"], allow_cancel=True, max_wait=7))
-    root = {tag: attrs for tag, attrs in parse(plain.assets[""].body).tags}["html"]
+    cancelling = Dashboard.for_service(
+        StatusService(store, api_keys=["k"], allow_cancel=True, max_wait=7)
+    )
+    root = dict(parse(plain.assets[""].body).tags)["html"]
     assert root["data-allow-cancel"] == "false"
     assert root["data-max-wait"] == "30"
-    root = {tag: attrs for tag, attrs in parse(cancelling.assets[""].body).tags}["html"]
+    root = dict(parse(cancelling.assets[""].body).tags)["html"]
     assert root["data-allow-cancel"] == "true"
     assert root["data-max-wait"] == "7"
     assert plain.assets[""].etag != cancelling.assets[""].etag
@@ -203,16 +212,19 @@ def test_the_page_has_no_inline_script_style_or_handler() -> None:
         assert not [name for name in attrs if name.startswith("on")], (tag, attrs)
         assert tag != "style"
         if tag == "script":
-            assert attrs.get("type") == "module" and attrs.get("src")
+            assert attrs.get("type") == "module"
+            assert attrs.get("src")
     for name in assets_of(page):  # relative: the page works under any prefix
-        assert "/" not in name and ":" not in name
+        assert "/" not in name
+        assert ":" not in name
 
 
 def test_the_files_fetch_nothing_from_elsewhere() -> None:
     for name in ("index.html", "dashboard.js", "dashboard.css", "icon.svg"):
         text = FILES.joinpath(name).read_text("utf-8")
         assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", text), name
-        assert "@import" not in text and "//cdn" not in text
+        assert "@import" not in text
+        assert "//cdn" not in text
     assert "url(" not in FILES.joinpath("dashboard.css").read_text("utf-8")
 
 
@@ -234,7 +246,8 @@ def test_the_script_never_writes_markup_or_evaluates_text() -> None:
         r"localStorage",  # the key lives in sessionStorage only
     ):
         assert not re.search(sink, code), sink
-    assert "sessionStorage" in code and '"x-api-key"' in code
+    assert "sessionStorage" in code
+    assert '"x-api-key"' in code
 
 
 # -- on every adapter --------------------------------------------------------------------------
@@ -253,13 +266,17 @@ def test_every_adapter_serves_the_same_files(store: Store, adapter: str, prefix:
         for header, value in asset.headers():
             assert answer.headers[header.lower()] == value
         again = client("GET", prefix + DASHBOARD_PATH + name, headers={"If-None-Match": asset.etag})
-        assert again.status == 304 and again.body == b""
+        assert again.status == 304
+        assert again.body == b""
     moved = client("GET", prefix + DASHBOARD_PATH.rstrip("/"))
-    assert moved.status == 308 and moved.headers["location"] == "dashboard/"
+    assert moved.status == 308
+    assert moved.headers["location"] == "dashboard/"
     missing = client("GET", prefix + DASHBOARD_PATH + "nope.js")
-    assert missing.status == 404 and missing.json()["message"]
+    assert missing.status == 404
+    assert missing.json()["message"]
     posted = client("POST", prefix + DASHBOARD_PATH)
-    assert posted.status == 405 and posted.headers["allow"] == "GET, HEAD"
+    assert posted.status == 405
+    assert posted.headers["allow"] == "GET, HEAD"
     # the service's routes are still there, beside the page
     listed = client("GET", prefix + "/v1/toolkit/jobs", headers={"x-api-key": "k"})
     assert listed.status == 200

@@ -45,7 +45,9 @@ LIVE_DEADLINE = 1.0  # seconds from a write to the page showing it
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
     if browser.chromium() is None:
-        service_unavailable("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+        service_unavailable(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        )
     pytest.importorskip("selenium")
     with browser.open_browser() as driver:
         yield driver
@@ -71,7 +73,9 @@ def serve(adapter: str, service: StatusService) -> browser.WSGIServer | browser.
 
         from jobstatus.adapters.wsgi import make_app
 
-        host = DispatcherMiddleware(Response("host app", 404), {prefix: make_app(service, dashboard=True)})
+        host = DispatcherMiddleware(
+            Response("host app", 404), {prefix: make_app(service, dashboard=True)}
+        )
         return browser.WSGIServer(host, prefix)
     if adapter == "flask":
         flask = pytest.importorskip("flask")
@@ -114,7 +118,11 @@ class Page:
         )
 
     def text(self, element_id: str) -> str:
-        return str(self.driver.execute_script(f"return document.getElementById('{element_id}').textContent"))
+        return str(
+            self.driver.execute_script(
+                f"return document.getElementById('{element_id}').textContent"
+            )
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """The table's rows as the page shows them (DOM text, not rendered text)."""
@@ -137,7 +145,11 @@ class Page:
         return next((r for r in self.rows() if r["id"] == job_id), None)
 
     def visible(self, element_id: str) -> bool:
-        return bool(self.driver.execute_script(f"return !document.getElementById('{element_id}').closest('[hidden]')"))
+        return bool(
+            self.driver.execute_script(
+                f"return !document.getElementById('{element_id}').closest('[hidden]')"
+            )
+        )
 
     # -- acting --------------------------------------------------------------------------
     def open(self) -> Page:
@@ -183,7 +195,9 @@ class Page:
         )
 
     # -- what every scenario ends with ---------------------------------------------------
-    def assert_clean(self, *, allowed_statuses: tuple[int, ...] = (), network_down: bool = False) -> None:
+    def assert_clean(
+        self, *, allowed_statuses: tuple[int, ...] = (), network_down: bool = False
+    ) -> None:
         """No CSP violation, no dialog, no console error; network errors only of the statuses
         the scenario provoked."""
         assert browser.violations(self.driver) == []
@@ -193,7 +207,11 @@ class Page:
                 continue
             message = entry["message"]
             if entry.get("source") == "network":
-                if network_down and ("ERR_CONNECTION_REFUSED" in message or "ERR_CONNECTION_RESET" in message or "ERR_EMPTY_RESPONSE" in message):
+                if network_down and (
+                    "ERR_CONNECTION_REFUSED" in message
+                    or "ERR_CONNECTION_RESET" in message
+                    or "ERR_EMPTY_RESPONSE" in message
+                ):
                     continue
                 if any(f"status of {status}" in message for status in allowed_statuses):
                     continue
@@ -238,22 +256,42 @@ def test_enter_the_key_and_see_the_jobs_on_every_adapter(
     with tracker.run(ids[0]) as run:
         run.progress(percent=40, message="step 2 of 5")
     page = make_page(service_on(store), adapter)
-    assert page.visible("key-view") and not page.visible("jobs-view")
+    assert page.visible("key-view")
+    assert not page.visible("jobs-view")
     page.sign_in()
     rows = page.wait_rows(3)
     assert [r["id"] for r in rows] == [ids[0], ids[2], ids[1]]  # newest write first
-    assert rows[0]["state"] == "done" and rows[0]["percent"] == 40
+    assert rows[0]["state"] == "done"
+    assert rows[0]["percent"] == 40
     assert rows[0]["message"] == "step 2 of 5"
     assert {r["state"] for r in rows[1:]} == {"queued"}
-    page.wait(lambda: page.counts() == {"all": 3, "queued": 2, "submitted": 0, "running": 0, "done": 1, "failed": 0, "cancelled": 0})
+    page.wait(
+        lambda: (
+            page.counts()
+            == {
+                "all": 3,
+                "queued": 2,
+                "submitted": 0,
+                "running": 0,
+                "done": 1,
+                "failed": 0,
+                "cancelled": 0,
+            }
+        )
+    )
     # the key stays in this tab's sessionStorage and out of every URL
-    assert page.driver.execute_script("return sessionStorage.getItem('jobstatus.dashboard.key')") == KEY
+    assert (
+        page.driver.execute_script("return sessionStorage.getItem('jobstatus.dashboard.key')")
+        == KEY
+    )
     assert KEY not in page.driver.current_url
     assert not any(KEY in url for url in page.server.requests.take())
     page.assert_clean()
 
 
-def test_the_page_is_the_same_on_every_adapter(make_page: Callable[..., Page], store: Store) -> None:
+def test_the_page_is_the_same_on_every_adapter(
+    make_page: Callable[..., Page], store: Store
+) -> None:
     service = service_on(store)
     pages = {}
     for adapter in ("wsgi", "flask", "fastapi"):
@@ -263,27 +301,38 @@ def test_the_page_is_the_same_on_every_adapter(make_page: Callable[..., Page], s
     assert pages["wsgi"] == pages["flask"] == pages["fastapi"]
 
 
-def test_a_wrong_key_shows_the_401_state(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_a_wrong_key_shows_the_401_state(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     submit_many(tracker, 2)
     page = make_page(service_on(store))
     page.sign_in("not-the-key")
     page.wait(lambda: "401" in page.text("key-error"))
     assert "Enter a valid key" in page.text("key-error")
-    assert page.visible("key-view") and not page.visible("jobs-view")
-    assert page.driver.execute_script("return sessionStorage.getItem('jobstatus.dashboard.key')") is None
+    assert page.visible("key-view")
+    assert not page.visible("jobs-view")
+    assert (
+        page.driver.execute_script("return sessionStorage.getItem('jobstatus.dashboard.key')")
+        is None
+    )
     assert page.rows() == []
     page.sign_in()  # the right key then works
     page.wait_rows(2)
     page.assert_clean(allowed_statuses=(401,))
 
 
-def test_forget_key_clears_it_and_shows_the_form(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_forget_key_clears_it_and_shows_the_form(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     submit_many(tracker, 1)
     page = make_page(service_on(store)).sign_in()
     page.wait_rows(1)
     page.find("#forget").click()
     page.wait(lambda: page.visible("key-view"))
-    assert page.driver.execute_script("return sessionStorage.getItem('jobstatus.dashboard.key')") is None
+    assert (
+        page.driver.execute_script("return sessionStorage.getItem('jobstatus.dashboard.key')")
+        is None
+    )
     assert page.rows() == []
     page.assert_clean()
 
@@ -326,19 +375,23 @@ def test_search_by_id_prefix(make_page: Callable[..., Page], store: Store) -> No
     page.assert_clean(allowed_statuses=(404,))
 
 
-def test_page_through_250_jobs(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_page_through_250_jobs(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     ids = submit_many(tracker, 250)
     page = make_page(service_on(store)).sign_in()
     seen: list[str] = []
     for expected in (100, 100, 50):
-        rows = page.rows_when(lambda rows, n=expected: len(rows) == n and rows[0]["id"] not in seen)
+        rows = page.rows_when(
+            lambda rows, n=expected, old=tuple(seen): len(rows) == n and rows[0]["id"] not in old
+        )
         seen += [r["id"] for r in rows]
         if expected == 50:
             assert page.find("#older").get_attribute("disabled") is not None
         else:
             page.find("#older").click()
     assert seen == list(reversed(ids))  # newest first, each job exactly once
-    assert "Jobs 201–250 of 250" in page.text("list-summary")
+    assert "Jobs 201\u2013250 of 250" in page.text("list-summary")
     page.find("#newer").click()
     rows = page.rows_when(lambda rows: bool(rows) and rows[0]["id"] == seen[100])
     assert [r["id"] for r in rows] == seen[100:200]
@@ -383,20 +436,28 @@ def test_progress_moves_and_the_row_turns_done_within_a_second(
         message=f"done not shown within {LIVE_DEADLINE} s",
     )
     page.wait(lambda: page.counts().get("done") == 1)
-    assert page.driver.execute_script("return performance.getEntriesByType('navigation').length") == 1
+    assert (
+        page.driver.execute_script("return performance.getEntriesByType('navigation').length") == 1
+    )
     page.assert_clean()
 
 
-def test_new_jobs_appear_without_a_reload(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_new_jobs_appear_without_a_reload(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     page = make_page(service_on(store)).sign_in()
     page.wait(lambda: page.visible("empty"))
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
     page.wait(lambda: [r["id"] for r in page.rows()] == [job_id], timeout=5)
-    assert page.driver.execute_script("return performance.getEntriesByType('navigation').length") == 1
+    assert (
+        page.driver.execute_script("return performance.getEntriesByType('navigation').length") == 1
+    )
     page.assert_clean()
 
 
-def test_a_hidden_tab_stops_polling(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_a_hidden_tab_stops_polling(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
     with tracker.run(job_id) as run:
         run.progress(percent=5)
@@ -419,7 +480,9 @@ def test_a_hidden_tab_stops_polling(make_page: Callable[..., Page], store: Store
 # -- the job view and cancel ----------------------------------------------------------------------
 
 
-def test_the_job_view_shows_every_key(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_the_job_view_shows_every_key(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
     with tracker.run(job_id) as run:
         run.progress(percent=100, message="finished")
@@ -443,40 +506,62 @@ def test_the_job_view_shows_every_key(make_page: Callable[..., Page], store: Sto
     from selenium.webdriver.common.keys import Keys
 
     page.find("#job-close").send_keys(Keys.ESCAPE)
-    page.wait(lambda: not page.driver.execute_script("return document.getElementById('job-view').open"))
+    page.wait(
+        lambda: not page.driver.execute_script("return document.getElementById('job-view').open")
+    )
     assert page.driver.switch_to.active_element.get_attribute("class") == "job-id mono"
     page.assert_clean()
 
 
-def test_copy_id_and_curl(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_copy_id_and_curl(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
     page = make_page(service_on(store)).sign_in()
     page.wait_rows(1)
     page.find("#rows .job-id").click()
     page.wait(lambda: page.find_all("#job-doc dt"))
     page.find("#copy-curl").click()
-    copied = page.wait(lambda: page.driver.execute_script(
-        "return document.getElementById('copy-fallback').hidden ? null : document.getElementById('copy-text').value"
-    ) or (page.text("job-note").startswith("Command copied") and "clipboard"))
+    copied = page.wait(
+        lambda: (
+            page.driver.execute_script(
+                "return document.getElementById('copy-fallback').hidden"
+                " ? null : document.getElementById('copy-text').value"
+            )
+            or (page.text("job-note").startswith("Command copied") and "clipboard")
+        )
+    )
     if copied != "clipboard":  # headless Chromium may refuse the clipboard: the fallback box
         assert copied.startswith('curl -sS -H "x-api-key: $JOBSTATUS_API_KEY" ')
         assert copied.endswith(f"{PREFIXES['wsgi']}/v1/toolkit/jobs/{job_id}'")
         assert KEY not in copied
     page.find("#copy-id").click()
-    page.wait(lambda: "Id copied" in page.text("job-note") or page.driver.execute_script(
-        "return document.getElementById('copy-text').value") == job_id)
+    page.wait(
+        lambda: (
+            "Id copied" in page.text("job-note")
+            or page.driver.execute_script("return document.getElementById('copy-text').value")
+            == job_id
+        )
+    )
     page.assert_clean()
 
 
-def test_cancel_from_the_page(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_cancel_from_the_page(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     queued = tracker.submit(endpoint="/v1/media/transcribe")
     running = tracker.submit(endpoint="/v1/media/transcribe")
     with tracker.run(running) as run:
         run.progress(percent=20)
         page = make_page(service_on(store, allow_cancel=tracker)).sign_in()
         page.wait_rows(2)
-        for job_id, note in ((queued, "The job is cancelled."), (running, "The job was asked to stop.")):
-            page.driver.execute_script(f"location.hash = 'job=' + encodeURIComponent({json.dumps(job_id)})")
+        for job_id, note in (
+            (queued, "The job is cancelled."),
+            (running, "The job was asked to stop."),
+        ):
+            page.driver.execute_script(
+                f"location.hash = 'job=' + encodeURIComponent({json.dumps(job_id)})"
+            )
             button = page.wait(lambda: (b := page.find("#cancel-job")).is_displayed() and b)
             button.click()
             assert page.text("cancel-job") == "Press again to cancel"
@@ -484,7 +569,13 @@ def test_cancel_from_the_page(make_page: Callable[..., Page], store: Store, trac
             button.click()
             page.wait(lambda n=note: page.text("job-note") == n)
             page.find("#job-close").click()
-            page.wait(lambda: not page.driver.execute_script("return document.getElementById('job-view').open"))
+            page.wait(
+                lambda: (
+                    not page.driver.execute_script(
+                        "return document.getElementById('job-view').open"
+                    )
+                )
+            )
         page.wait(lambda: (page.row(queued) or {}).get("state") == "cancelled")
         assert store.get(running).cancel_requested_at is not None
     page.assert_clean()
@@ -503,9 +594,23 @@ class _Command:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("JOBSTATUS_")}
         environ.update(PYTHONPATH=str(ROOT), API_KEY=KEY)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jobstatus", "serve", "--dashboard", "--store", store_url,
-             "--port", str(port), "--workers", "1"],
-            env=environ, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "jobstatus",
+                "serve",
+                "--dashboard",
+                "--store",
+                store_url,
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=environ,
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{port}"
         self.requests = browser._Counter()  # (not counted: another process)
@@ -567,7 +672,9 @@ class _FailingStore:
         return self._store.list(*args, **kwargs)
 
 
-def test_a_server_error_says_what_to_do_and_recovers(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_a_server_error_says_what_to_do_and_recovers(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     submit_many(tracker, 2)
     flaky = _FailingStore(store)
     flaky.failing = True
@@ -581,7 +688,9 @@ def test_a_server_error_says_what_to_do_and_recovers(make_page: Callable[..., Pa
     page.assert_clean(allowed_statuses=(500,))
 
 
-def test_network_down_says_what_to_do(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_network_down_says_what_to_do(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     submit_many(tracker, 1)
     page = make_page(service_on(store)).sign_in()
     page.wait_rows(1)
@@ -636,7 +745,7 @@ def test_hostile_values_render_inert(make_page: Callable[..., Page], store: Stor
         f"<style>@import url({sentinel.url}/css);</style>",
         huge,
     ]
-    for job_id, message in zip(ids, messages):
+    for job_id, message in zip(ids, messages, strict=False):
         store.put(
             JobRecord(
                 job_id=job_id,
@@ -650,19 +759,24 @@ def test_hostile_values_render_inert(make_page: Callable[..., Page], store: Stor
         rows = page.wait_rows(5)
         by_id = {r["id"]: r for r in rows}
         assert set(by_id) == set(ids)  # DOM text equals the payload
-        for job_id, message in zip(ids, messages):
+        for job_id, message in zip(ids, messages, strict=False):
             shown = by_id[job_id]["message"]
             assert shown == (message if len(message) <= 300 else message[:300] + "…")
         assert page.find_all("#rows img, #rows script, #rows svg, #rows style, #rows b") == []
         # the job view of the 1 MB one shows every string whole, as text
-        page.driver.execute_script(f"location.hash = 'job=' + encodeURIComponent({json.dumps(ids[4])})")
+        page.driver.execute_script(
+            f"location.hash = 'job=' + encodeURIComponent({json.dumps(ids[4])})"
+        )
         page.wait(lambda: len(page.find_all("#job-doc dt")) >= 4)
         texts = page.driver.execute_script(
             "return [...document.querySelectorAll('#job-doc .j-string')].map((e) => e.textContent)"
         )
-        assert huge in texts and leak in texts
+        assert huge in texts
+        assert leak in texts
         assert page.text("job-title-id") == ids[4]
-        assert page.find_all("#job-view img, #job-view script, #job-view svg, #job-view style") == []
+        assert (
+            page.find_all("#job-view img, #job-view script, #job-view svg, #job-view style") == []
+        )
         page.find("#job-close").click()
         # still usable: a filter works after all that
         page.chip("running").click()
@@ -678,7 +792,9 @@ def test_hostile_values_render_inert(make_page: Callable[..., Page], store: Stor
 
 
 @pytest.mark.parametrize(("width", "height"), [(320, 640), (3840, 2160)])
-def test_readable_at_320_px_and_4k(make_page: Callable[..., Page], store: Store, tracker: JobTracker, width: int, height: int) -> None:
+def test_readable_at_320_px_and_4k(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker, width: int, height: int
+) -> None:
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
     with tracker.run(job_id) as run:
         run.progress(percent=30, message="a progress message long enough to wrap on a phone screen")
@@ -701,21 +817,27 @@ def test_dark_mode_follows_the_system(make_page: Callable[..., Page], store: Sto
     page = make_page(service_on(store))
 
     def background() -> list[int]:
-        colour = page.driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+        colour = page.driver.execute_script(
+            "return getComputedStyle(document.body).backgroundColor"
+        )
         return [int(c) for c in colour[colour.index("(") + 1 : -1].split(",")[:3]]
 
     assert sum(background()) > 600  # light
     page.driver.execute_cdp_cmd(
-        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
     )
     page.wait(lambda: sum(background()) < 100)
     page.driver.execute_cdp_cmd(
-        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]}
+        "Emulation.setEmulatedMedia",
+        {"features": [{"name": "prefers-color-scheme", "value": "light"}]},
     )
     page.assert_clean()
 
 
-def test_every_control_has_a_label(make_page: Callable[..., Page], store: Store, tracker: JobTracker) -> None:
+def test_every_control_has_a_label(
+    make_page: Callable[..., Page], store: Store, tracker: JobTracker
+) -> None:
     submit_many(tracker, 1)
     page = make_page(service_on(store)).sign_in()
     page.wait_rows(1)

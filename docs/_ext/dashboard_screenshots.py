@@ -11,9 +11,9 @@ key form as a user would and saves three PNGs into ``docs/_build/generated/``:
 
 They are taken once per change of the dashboard's files (a stamp of their hash sits beside
 them), so the doctest and HTML builds share one run. Without Chromium the build uses the PNGs
-committed in ``docs/_static/dashboard/``, made the same way by running this file::
+committed in ``docs/_ext/dashboard/``, made the same way by running this file::
 
-    python docs/_ext/dashboard_screenshots.py docs/_static/dashboard
+    python docs/_ext/dashboard_screenshots.py docs/_ext/dashboard
 
 A browser that is installed but fails is a build warning (an error under ``-W``), not a silent
 fallback.
@@ -27,7 +27,7 @@ import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -38,7 +38,7 @@ from sphinx.util.docutils import SphinxDirective
 DOCS = Path(__file__).resolve().parents[1]
 ROOT = DOCS.parent
 OUTPUT_DIR = Path("_build") / "generated"
-FALLBACK_DIR = Path("_static") / "dashboard"
+FALLBACK_DIR = Path("_ext") / "dashboard"
 KEY = "docs-screenshot-key"
 #: name → (width, height, dark, open a job view)
 SHOTS: dict[str, tuple[int, int, bool, bool]] = {
@@ -110,8 +110,11 @@ def _browser_helpers() -> Any:
     """``tests/browser.py`` (the browser and server helpers the tests use), by its path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_jobstatus_browser", ROOT / "tests" / "browser.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        "_jobstatus_browser", ROOT / "tests" / "browser.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -152,7 +155,9 @@ def take(folder: Path) -> None:
                     helpers.set_viewport(driver, width, height)
                     driver.save_screenshot(str(folder / f"{name}.png"))
                 else:
-                    helpers.screenshot(driver, folder / f"{name}.png", width=width, max_height=height)
+                    helpers.screenshot(
+                        driver, folder / f"{name}.png", width=width, max_height=height
+                    )
     finally:
         server.close()
 
@@ -160,7 +165,7 @@ def take(folder: Path) -> None:
 def _stamp() -> str:
     """A hash of what the pictures depend on: the dashboard's files and this extension."""
     digest = hashlib.sha256()
-    sources = sorted((ROOT / "jobstatus" / "dashboard").iterdir()) + [Path(__file__)]
+    sources = [*sorted((ROOT / "jobstatus" / "dashboard").iterdir()), Path(__file__)]
     for path in sources:
         if path.is_file() and path.suffix != ".pyc":
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -191,7 +196,9 @@ def prepare(app: Sphinx) -> None:
         try:
             take(shots)
         except Exception as exc:
-            log.warning("dashboard screenshots: Chromium failed (%s); using the committed ones", exc)
+            log.warning(
+                "dashboard screenshots: Chromium failed (%s); using the committed ones", exc
+            )
             shots = srcdir / FALLBACK_DIR
         else:
             stamp_file.write_text(stamp)
@@ -207,7 +214,7 @@ class DashboardScreenshot(SphinxDirective):
 
     required_arguments = 1
     has_content = True
-    option_spec = {"width": directives.unchanged}
+    option_spec: ClassVar[dict[str, Any]] = {"width": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         name = self.arguments[0]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from jobstatus.freshness import etag, parse_if_none_match
 from jobstatus.service import Reply, dump_json
 
 __all__ = [
@@ -46,13 +47,13 @@ __all__ = [
 #: Where the page lives, relative to the service's routes (mount prefix excluded).
 DASHBOARD_PATH = "/v1/toolkit/dashboard/"
 _BARE = DASHBOARD_PATH.rstrip("/")
-#: The paths an adapter that routes by pattern mounts (``{name}``: one path segment); each
-#: request's path, with ``{name}`` filled in, goes to :meth:`Dashboard.respond`.
+#: The paths an adapter that routes by pattern mounts, where ``{name}`` is one path segment.
+#: Each request's path, with ``{name}`` filled in, goes to :meth:`Dashboard.respond`.
 DASHBOARD_ROUTES = (_BARE, DASHBOARD_PATH, DASHBOARD_PATH + "{name}")
 
-#: The page's policy: its own origin for everything, nothing inline, no framing, no plugins,
-#: no ``<base>``, no form posting anywhere, and Trusted Types so that markup cannot be written
-#: from strings.
+#: The page's Content Security Policy. Its own origin for everything, nothing inline, no
+#: framing, no plugins, no ``<base>``, no form posting anywhere, and Trusted Types so that
+#: markup cannot be written from strings.
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
@@ -98,9 +99,13 @@ class Asset:
     name: str
     body: bytes
     content_type: str
-    #: A strong entity tag: a hash of ``body``.
-    etag: str
+    #: A hash of ``body``; the ``ETag`` is this, quoted (a strong tag).
+    version: str
     cache_control: str
+
+    @property
+    def etag(self) -> str:
+        return etag(self.version)
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         return (
@@ -141,16 +146,12 @@ class Dashboard:
         for name, content_type in _FILES.items():
             body = _read(name)
             served = _hashed_name(name, body)
-            assets[served] = Asset(
-                served, body, content_type, f'"{_digest(body)[:32]}"', _ASSET_CACHE
-            )
+            assets[served] = Asset(served, body, content_type, _digest(body)[:32], _ASSET_CACHE)
             page = page.replace(_PLACEHOLDERS[name], html.escape(served))
         page = page.replace("__ALLOW_CANCEL__", "true" if allow_cancel else "false")
         page = page.replace("__MAX_WAIT__", html.escape(f"{max_wait:g}"))
         body = page.encode("utf-8")
-        assets[""] = Asset(
-            "", body, "text/html; charset=utf-8", f'"{_digest(body)[:32]}"', _PAGE_CACHE
-        )
+        assets[""] = Asset("", body, "text/html; charset=utf-8", _digest(body)[:32], _PAGE_CACHE)
         #: URL name → file; ``""`` is the page.
         self.assets: dict[str, Asset] = assets
 
@@ -185,7 +186,8 @@ class Dashboard:
         asset = self.assets.get(path[len(DASHBOARD_PATH) :]) if self.handles(path) else None
         if asset is None:
             return _json(404, {"message": f"Not found: {path}"})
-        if if_none_match is not None and _matches(if_none_match, asset.etag):
+        condition = parse_if_none_match(if_none_match)
+        if condition is not None and condition.matches(asset.version):
             return Reply(304, b"", asset.headers()[1:])
         return Reply(200, b"" if method == "HEAD" else asset.body, asset.headers())
 
@@ -194,11 +196,3 @@ def _json(status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Re
     return Reply(
         status, dump_json(body), (("Content-Type", "application/json"), *headers, *SECURITY_HEADERS)
     )
-
-
-def _matches(header: str, etag: str) -> bool:
-    """``If-None-Match`` (``*`` or a list of tags, weak comparison) names ``etag``."""
-    if header.strip() == "*":
-        return True
-    wanted = etag.strip('"')
-    return any(tag.strip().removeprefix("W/").strip('"') == wanted for tag in header.split(","))
