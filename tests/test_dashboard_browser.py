@@ -241,6 +241,13 @@ def service_on(store: Store, **options: Any) -> StatusService:
     return StatusService(store, api_keys=[KEY], **options)
 
 
+def signed_in(make_page: Callable[..., Page], service: StatusService, rows: int) -> Page:
+    """The page of ``service`` on WSGI, signed in, showing ``rows`` rows."""
+    page = make_page(service).sign_in()
+    page.wait_rows(rows)
+    return page
+
+
 def submit_many(tracker: JobTracker, count: int) -> list[str]:
     return [tracker.submit(endpoint="/v1/media/transcribe") for _ in range(count)]
 
@@ -325,8 +332,7 @@ def test_forget_key_clears_it_and_shows_the_form(
     make_page: Callable[..., Page], store: Store, tracker: JobTracker
 ) -> None:
     submit_many(tracker, 1)
-    page = make_page(service_on(store)).sign_in()
-    page.wait_rows(1)
+    page = signed_in(make_page, service_on(store), rows=1)
     page.find("#forget").click()
     page.wait(lambda: page.visible("key-view"))
     assert (
@@ -347,8 +353,7 @@ def test_filter_by_state(make_page: Callable[..., Page], store: Store, tracker: 
             pass
     with pytest.raises(RuntimeError), tracker.run(ids[2]):
         raise RuntimeError("boom")
-    page = make_page(service_on(store)).sign_in()
-    page.wait_rows(5)
+    page = signed_in(make_page, service_on(store), rows=5)
     page.chip("done").click()
     rows = page.rows_when(lambda rows: {r["state"] for r in rows} == {"done"})
     assert sorted(r["id"] for r in rows) == sorted(ids[:2])
@@ -363,8 +368,7 @@ def test_filter_by_state(make_page: Callable[..., Page], store: Store, tracker: 
 def test_search_by_id_prefix(make_page: Callable[..., Page], store: Store) -> None:
     for job_id in ("alpha-1", "alpha-2", "beta-1"):
         store.put(JobRecord(job_id=job_id, job_status="queued"))
-    page = make_page(service_on(store, job_id_pattern=ANY_ID)).sign_in()
-    page.wait_rows(3)
+    page = signed_in(make_page, service_on(store, job_id_pattern=ANY_ID), rows=3)
     page.find("#search").send_keys("alpha")
     page.wait(lambda: sorted(r["id"] for r in page.rows()) == ["alpha-1", "alpha-2"])
     page.find("#search").send_keys("-2")
@@ -461,8 +465,7 @@ def test_a_hidden_tab_stops_polling(
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
     with tracker.run(job_id) as run:
         run.progress(percent=5)
-        page = make_page(service_on(store)).sign_in()
-        page.wait_rows(1)
+        page = signed_in(make_page, service_on(store), rows=1)
         first = page.driver.current_window_handle
         page.driver.switch_to.new_window("tab")  # the dashboard's tab is hidden now
         page.server.requests.take()
@@ -487,8 +490,7 @@ def test_the_job_view_shows_every_key(
     with tracker.run(job_id) as run:
         run.progress(percent=100, message="finished")
         run.result = {"words": 3, "segments": [{"start": 0.0, "text": "hello"}]}
-    page = make_page(service_on(store)).sign_in()
-    page.wait_rows(1)
+    page = signed_in(make_page, service_on(store), rows=1)
     page.find("#rows .job-id").click()
     page.wait(lambda: page.visible("job-view") and page.find_all("#job-doc dt"))
     document = store.get(job_id).to_dict()
@@ -517,8 +519,7 @@ def test_copy_id_and_curl(
     make_page: Callable[..., Page], store: Store, tracker: JobTracker
 ) -> None:
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
-    page = make_page(service_on(store)).sign_in()
-    page.wait_rows(1)
+    page = signed_in(make_page, service_on(store), rows=1)
     page.find("#rows .job-id").click()
     page.wait(lambda: page.find_all("#job-doc dt"))
     page.find("#copy-curl").click()
@@ -553,8 +554,7 @@ def test_cancel_from_the_page(
     running = tracker.submit(endpoint="/v1/media/transcribe")
     with tracker.run(running) as run:
         run.progress(percent=20)
-        page = make_page(service_on(store, allow_cancel=tracker)).sign_in()
-        page.wait_rows(2)
+        page = signed_in(make_page, service_on(store, allow_cancel=tracker), rows=2)
         for job_id, note in (
             (queued, "The job is cancelled."),
             (running, "The job was asked to stop."),
@@ -692,8 +692,7 @@ def test_network_down_says_what_to_do(
     make_page: Callable[..., Page], store: Store, tracker: JobTracker
 ) -> None:
     submit_many(tracker, 1)
-    page = make_page(service_on(store)).sign_in()
-    page.wait_rows(1)
+    page = signed_in(make_page, service_on(store), rows=1)
     page.server.close()
     page.wait(lambda: "Cannot reach the service" in page.text("notice-text"), timeout=15)
     assert page.rows()  # what was shown stays
@@ -798,8 +797,7 @@ def test_readable_at_320_px_and_4k(
     job_id = tracker.submit(endpoint="/v1/media/transcribe")
     with tracker.run(job_id) as run:
         run.progress(percent=30, message="a progress message long enough to wrap on a phone screen")
-        page = make_page(service_on(store)).sign_in()
-        page.wait_rows(1)
+        page = signed_in(make_page, service_on(store), rows=1)
         browser.set_viewport(page.driver, width, height)
         overflow = page.driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -839,8 +837,7 @@ def test_every_control_has_a_label(
     make_page: Callable[..., Page], store: Store, tracker: JobTracker
 ) -> None:
     submit_many(tracker, 1)
-    page = make_page(service_on(store)).sign_in()
-    page.wait_rows(1)
+    page = signed_in(make_page, service_on(store), rows=1)
     unlabelled = page.driver.execute_script(
         """return [...document.querySelectorAll('input, select, textarea, button')]
             .filter((e) => !e.closest('[hidden]'))

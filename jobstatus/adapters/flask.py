@@ -36,21 +36,21 @@ def make_blueprint(
     """A blueprint answering ``service``'s routes, and with ``dashboard`` the job dashboard
     at ``/v1/toolkit/dashboard/``; mount it with any ``url_prefix``."""
     blueprint = Blueprint(name, __name__)
+    rules = [
+        (path.replace("{job_id}", "<job_id>"), f"route{index}", _view(service, path))
+        for index, path in enumerate(service.routes)
+    ]
     if dashboard:
         pages = Dashboard.for_service(service)
-        for index, path in enumerate(DASHBOARD_ROUTES):
-            blueprint.add_url_rule(
-                path.replace("{name}", "<name>"),
-                endpoint=f"dashboard{index}",
-                view_func=_page(pages, path),
-                methods=METHODS,
-                provide_automatic_options=False,
-            )
-    for index, path in enumerate(service.routes):
+        rules += [
+            (path.replace("{name}", "<name>"), f"dashboard{index}", _page(pages, path))
+            for index, path in enumerate(DASHBOARD_ROUTES)
+        ]
+    for rule, endpoint, view in rules:
         blueprint.add_url_rule(
-            path.replace("{job_id}", "<job_id>"),
-            endpoint=f"route{index}",
-            view_func=_view(service, path),
+            rule,
+            endpoint=endpoint,
+            view_func=view,
             methods=METHODS,
             provide_automatic_options=False,
         )

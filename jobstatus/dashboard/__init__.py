@@ -33,7 +33,7 @@ from importlib import resources
 from typing import Any
 
 from jobstatus.freshness import etag, parse_if_none_match
-from jobstatus.service import Reply, dump_json
+from jobstatus.service import JOB_CANCEL_PATH, Reply, StatusService, dump_json
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -156,15 +156,10 @@ class Dashboard:
         self.assets: dict[str, Asset] = assets
 
     @classmethod
-    def for_service(cls, service: Any) -> Dashboard:
+    def for_service(cls, service: StatusService) -> Dashboard:
         """The dashboard of a :class:`~jobstatus.StatusService`: a cancel button when the
         service mounts the cancel route, long-polls within its ``max_wait``."""
-        from jobstatus.service import JOB_CANCEL_PATH
-
-        return cls(
-            allow_cancel=JOB_CANCEL_PATH in service.routes,
-            max_wait=float(getattr(service, "max_wait", 30.0)),
-        )
+        return cls(allow_cancel=JOB_CANCEL_PATH in service.routes, max_wait=service.max_wait)
 
     def __repr__(self) -> str:
         return f"Dashboard(allow_cancel={self.allow_cancel}, max_wait={self.max_wait:g})"
