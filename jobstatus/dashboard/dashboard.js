@@ -22,6 +22,9 @@ const LIVE = new URLSearchParams(location.search).get("live") || "auto";
 const PROBE_MS = LIVE === "list" ? 1000 : 2000;
 const MAX_FOLLOWED = LIVE === "list" ? 0 : LIVE === "waits" ? Infinity : 3;
 const WAIT_SECONDS = Math.max(1, Math.min(25, Math.floor(MAX_WAIT)));
+// After a wait ran out, the next one is asked for this much later, so that a request waiting
+// for a free connection gets it (the job's ETag catches any change made meanwhile).
+const YIELD_MS = 200;
 // The window is re-read this often even when the probe sees no write (jobs age out of it).
 const FULL_REFRESH_MS = 60000;
 // The counts are read again at most this often while jobs keep changing (and at once when a
@@ -681,6 +684,7 @@ async function reload() {
 function schedule() {
   clearTimeout(live.timer);
   if (!state.key || document.hidden) return;
+  claimWaits();
   const delay = live.failures ? Math.min(30000, 1000 * 2 ** live.failures) : PROBE_MS;
   live.timer = setTimeout(tick, delay);
 }
@@ -721,6 +725,7 @@ async function tick() {
 function stopLive() {
   clearTimeout(live.timer);
   for (const id of [...followers.keys()]) unfollow(id);
+  releaseWaits();
 }
 
 document.addEventListener("visibilitychange", () => {
@@ -737,8 +742,37 @@ document.addEventListener("visibilitychange", () => {
 // If-None-Match; a 304 means "no change", a 200 brings the new document.
 const followers = new Map(); // job_id -> {abort}
 
+// Only one page per origin holds long-polls: a browser opens at most six connections to a
+// server, and pages that each held waits would take them all and starve every other request.
+// The Web Locks API elects that page where the browser offers it (secure contexts, localhost);
+// elsewhere every page follows its own jobs.
+const WAITS_LOCK = "jobstatus.dashboard.waits";
+const waits = { mine: !navigator.locks, asking: false, release: null };
+
+function claimWaits() {
+  if (waits.mine || waits.asking || !navigator.locks || document.hidden) return;
+  waits.asking = true;
+  navigator.locks.request(WAITS_LOCK, { ifAvailable: true }, (lock) => {
+    waits.asking = false;
+    if (!lock) return undefined; // another page follows jobs: this one relies on the probe
+    waits.mine = true;
+    syncFollowers();
+    return new Promise((resolve) => {
+      waits.release = resolve;
+    });
+  });
+}
+
+function releaseWaits() {
+  if (!waits.release) return;
+  waits.release();
+  waits.release = null;
+  waits.mine = false;
+}
+
 function wanted() {
   const ids = [];
+  if (!waits.mine) return new Set(ids);
   if (openJobId && !(openDoc && FINAL.has(openDoc.job_status))) ids.push(openJobId);
   let rows = 0;
   for (const id of state.order) {
@@ -794,6 +828,8 @@ async function follow(id) {
         // come back after Retry-After rather than at once.
         if (performance.now() - asked < (WAIT_SECONDS * 1000) / 2) {
           await sleep(1000 * (answer.retryAfter || 2), signal);
+        } else {
+          await sleep(YIELD_MS, signal); // a request queued for a connection goes first
         }
         continue;
       }
