@@ -15,13 +15,14 @@ nox.options.sessions = ["tests", "tests_core", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100"]
+# standardwebhooks: the reference verifier the webhook tests check signatures with.
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "standardwebhooks>=1.0"]
 SERVICE_TOOLS = [
     "moto[server]>=5",
     "httpx",
     "schemathesis>=3.30",
     "openapi-spec-validator",
-    "celery>=5.3",
+    "dramatiq[redis]>=2.0",
     "selenium>=4.20",  # the dashboard's browser tests (Chromium from the system's packages)
     "hatchling>=1.24",  # the test that the wheel ships the dashboard's files
 ]
@@ -84,7 +85,8 @@ def docs(session: nox.Session) -> None:
         "httpx",
         "httpx2",
         "matplotlib",
-        "selenium>=4.20",
+        "standardwebhooks>=1.0",  # the webhooks page's receivers verify with it
+        "selenium>=4.20",  # the dashboard's screenshots (Chromium from the system's packages)
     )
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")

@@ -92,13 +92,17 @@ class Database:
 
 
 def upsert_sql(table: str, p: str) -> str:
-    """The store's guarded upsert, written out for the raw driver."""
+    """The store's guarded upsert (final is final, an expired row counts as none), written out
+    for the raw driver; parameters: job_id, job_status, document, updated_at, now."""
     return (
-        f"INSERT INTO {table} (job_id, job_status, document, updated_at, version) "
-        f"VALUES ({p}, {p}, {p}, {p}, 1) ON CONFLICT (job_id) DO UPDATE SET "
+        f"INSERT INTO {table} (job_id, job_status, document, updated_at, version, expires_at, "
+        f"owner) VALUES ({p}, {p}, {p}, {p}, 1, NULL, NULL) ON CONFLICT (job_id) DO UPDATE SET "
         "job_status = excluded.job_status, document = excluded.document, "
-        f"updated_at = excluded.updated_at, version = {table}.version + 1 "
-        f"WHERE {table}.job_status NOT IN ('done', 'failed') RETURNING updated_at"
+        f"updated_at = excluded.updated_at, version = {table}.version + 1, "
+        "expires_at = excluded.expires_at, owner = excluded.owner "
+        f"WHERE {table}.job_status NOT IN ('cancelled', 'done', 'failed') "
+        f"OR {table}.expires_at IS NOT NULL AND {table}.expires_at <= {p} "
+        "RETURNING updated_at, version"
     )
 
 
@@ -118,7 +122,8 @@ def bench_writes(db: Database, rounds: int, seconds: float) -> dict[str, Any]:
     def raw_put(n: int) -> None:
         record = records[n % len(records)]
         doc = json.dumps(record.to_dict(), ensure_ascii=False)
-        cursor = raw.execute(statement, (record.job_id, record.job_status, doc, time.time()))
+        now = time.time()
+        cursor = raw.execute(statement, (record.job_id, record.job_status, doc, now, now))
         cursor.fetchone()
         raw.commit()
 

@@ -85,11 +85,13 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
 _STDLIB_MODULES = [
-    "_thread", "argparse", "collections", "datetime", "enum", "os", "pathlib", "threading",
-    "types", "urllib",
+    "_thread", "argparse", "collections", "concurrent", "contextvars", "datetime", "enum", "http",
+    "ipaddress", "os", "pathlib", "queue", "random", "socket", "ssl", "threading", "types",
+    "urllib",
 ]  # fmt: skip
 _THIRD_PARTY_MODULES = [
-    "fastapi", "flask", "fsspec", "hypothesis", "redis", "sqlalchemy", "st", "starlette",
+    "celery", "dramatiq", "fastapi", "flask", "fsspec", "hypothesis", "redis", "rq", "sqlalchemy",
+    "st", "starlette",
 ]  # fmt: skip
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),

@@ -20,14 +20,23 @@ from jobstatus.envelope import build_envelope
 from jobstatus.errors import JobStatusError, StorageError, redact
 from jobstatus.freshness import etag, retry_after
 from jobstatus.record import JobRecord, dump_compact
+from jobstatus.webhooks.state import WEBHOOK_KEY, public_document
 from jobstatus.wire import JSON_HEADERS, Reply
 
-__all__ = ["Answers"]
+__all__ = ["Answers", "document_json"]
 
 log = logging.getLogger("jobstatus.service")
 
 Headers = tuple[tuple[str, str], ...]
 _NO_CACHE = ("Cache-Control", "no-cache")
+
+
+def document_json(record: JobRecord) -> str:
+    """A record's document as an answer shows it: its cached compact JSON, or, for a document
+    with a webhook, that JSON with the webhook URL's secrets redacted (only those pay)."""
+    if WEBHOOK_KEY in record.extra:
+        return dump_compact(public_document(record))
+    return record.compact_json()
 
 
 class Answers:
@@ -141,7 +150,7 @@ class Answers:
             headers += (("ETag", etag(record.version)), _NO_CACHE)
         if not record.is_final:
             headers += self.retry_headers(record)
-        body = self.success_body(endpoint, 200, request_id, job_id, record.compact_json(), started)
+        body = self.success_body(endpoint, 200, request_id, job_id, document_json(record), started)
         return Reply(200, body, headers)
 
     def not_modified(self, record: JobRecord) -> Reply:

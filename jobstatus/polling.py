@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jobstatus.access import Access, visible
 from jobstatus.answers import Answers
 from jobstatus.errors import JobNotFound
 from jobstatus.freshness import IfNoneMatch
@@ -28,6 +29,8 @@ from jobstatus.watch import GONE, Watcher, watcher_for
 from jobstatus.wire import Reply
 
 __all__ = ["JobReads"]
+
+EVERYTHING = Access()
 
 
 class JobReads:
@@ -69,13 +72,15 @@ class JobReads:
         condition: IfNoneMatch | None,
         wait: float | None,
         started: float,
+        access: Access = EVERYTHING,
     ) -> Reply | Pending:
-        """``GET /v1/toolkit/jobs/{job_id}``."""
+        """``GET /v1/toolkit/jobs/{job_id}``; another owner's job is a plain 404."""
         if condition is None:
-            return self.answers.job(endpoint, None, job_id, self.read(job_id), started)
+            record = visible(self.read(job_id), access)
+            return self.answers.job(endpoint, None, job_id, record, started)
         if wait is not None:
-            return self.held(endpoint, job_id, None, condition, wait, started)
-        record = self.current(job_id)
+            return self.held(endpoint, job_id, None, condition, wait, started, access)
+        record = visible(self.current(job_id), access)
         if condition.matches(record.version):
             return self.answers.not_modified(record)
         return self.answers.job(endpoint, None, job_id, record, started)
@@ -88,6 +93,7 @@ class JobReads:
         condition: IfNoneMatch | None,
         wait: float,
         started: float,
+        access: Access = EVERYTHING,
     ) -> Reply | Pending:
         """A long-poll: the answer now if the job already differs from ``condition`` (None:
         a POST, whose wait ends when the version seen now changes, or at once for a final
@@ -95,7 +101,7 @@ class JobReads:
         answers = self.answers
         waiter = self.watcher.watch(job_id)  # before the read: no change can slip between
         try:
-            record = self.current(job_id)
+            record = visible(self.current(job_id), access)
             matches: Callable[[str | None], bool]
             if condition is not None:
                 matches = condition.matches
@@ -116,6 +122,7 @@ class JobReads:
             try:
                 if state is GONE or state is None or state.is_expired(time.time()):
                     raise JobNotFound(job_id)
+                visible(state, access)
                 if condition is not None and not woken:
                     return answers.not_modified(state)
                 return answers.job(endpoint, request_id, job_id, state, started)

@@ -8,20 +8,17 @@ has no body).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from jobstatus.answers import Answers
+from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
+from jobstatus.answers import Answers, document_json
 from jobstatus.cursor import CursorSigner
-from jobstatus.errors import (
-    InvalidRequest,
-    Unauthorized,
-)
+from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
 from jobstatus.freshness import (
     DEFAULT_RETRY_AFTER,
     DEFAULT_RETRY_AFTER_BOUNDS,
@@ -82,10 +79,12 @@ _NO_CACHE = ("Cache-Control", "no-cache")
 
 
 class Route(NamedTuple):
-    """One route of the service: the method it answers and its handler."""
+    """One route of the service: the method it answers, its handler, and the scope
+    (``read``, ``list`` or ``cancel``) a key needs for it."""
 
     method: str
     handler: Callable[[Request], Reply | Pending]
+    scope: str = "read"
 
 
 class StatusService:
@@ -126,7 +125,8 @@ class StatusService:
         self,
         store: Store,
         *,
-        api_keys: Iterable[str] | None,
+        api_keys: ApiKeys,
+        token_secrets: Iterable[str] | None = None,
         build_number: str | None = None,
         queue_id: int | None = None,
         queue_length: int | Callable[[], int] = 0,
@@ -141,14 +141,10 @@ class StatusService:
         retry_after_bounds: tuple[int, int] = DEFAULT_RETRY_AFTER_BOUNDS,
         cursor_secret: str | bytes | None = None,
     ) -> None:
-        if isinstance(api_keys, str):
-            raise TypeError("api_keys takes a collection of keys, not one string")
         if not (isinstance(max_wait, (int, float)) and 0 < max_wait < math.inf):
             raise ValueError(f"max_wait must be a positive number of seconds, got {max_wait!r}")
         self.store = store
-        self._keys = None if api_keys is None else [_key_bytes(k) for k in api_keys]
-        if self._keys is not None and not all(self._keys):
-            raise ValueError("an API key must not be empty")
+        self._keyring = KeyRing(api_keys, token_secrets=token_secrets)
         self.build_number = build_number
         self.queue_id = id(self) if queue_id is None else queue_id
         self._answers = Answers(
@@ -167,7 +163,7 @@ class StatusService:
         #: How many requests wait now, and the caps.
         self.wait_limits = WaitLimits(max_waiters, max_async_waiters)
         self._cursors = CursorSigner.from_configuration(
-            cursor_secret, None if api_keys is None else list(api_keys)
+            cursor_secret, _cursor_material(api_keys, token_secrets)
         )
         #: How a job is read: conditionally, from the watcher, and while clients wait.
         self._reads = JobReads(store, self._answers, self.wait_limits)
@@ -175,8 +171,8 @@ class StatusService:
         self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA, accepts_jobs_status)
         #: path → route; adapters mount exactly these paths (``JOB_PATH`` with its parameter).
         self.routes: dict[str, Route] = {
-            JOB_STATUS_PATH: Route("POST", self.job_status),
-            JOBS_STATUS_PATH: Route("POST", self.jobs_status),
+            JOB_STATUS_PATH: Route("POST", self.job_status, "read"),
+            JOBS_STATUS_PATH: Route("POST", self.jobs_status, "list"),
         }
         self._canceller: JobTracker | None = None
         if allow_cancel:
@@ -185,12 +181,12 @@ class StatusService:
                 if isinstance(allow_cancel, JobTracker)
                 else JobTracker(store, build_number=build_number, queue_id=self.queue_id)
             )
-            self.routes[JOB_CANCEL_PATH] = Route("POST", self.job_cancel)
-        self.routes[JOBS_PATH] = Route("GET", self.list_jobs)
-        self.routes[JOB_PATH] = Route("GET", self.get_job)
+            self.routes[JOB_CANCEL_PATH] = Route("POST", self.job_cancel, "cancel")
+        self.routes[JOBS_PATH] = Route("GET", self.list_jobs, "list")
+        self.routes[JOB_PATH] = Route("GET", self.get_job, "read")
 
     def __repr__(self) -> str:
-        auth = "off" if self._keys is None else f"{len(self._keys)} key(s)"
+        auth = "off" if not self._keyring.enabled else f"{len(self._keyring)} key(s)"
         return f"StatusService({self.store!r}, auth={auth})"
 
     @property
@@ -228,29 +224,37 @@ class StatusService:
 
     # -- the routes --------------------------------------------------------------------------
 
+    def issue_token(self, job_id: str, *, ttl: float = 3600) -> str:
+        """A token that lets its bearer (``Authorization: Bearer <token>``) read ``job_id``'s
+        status -- POST and GET routes, waits included -- and nothing else, for ``ttl``
+        seconds. Needs ``token_secrets``."""
+        return self._keyring.issue_token(job_id, ttl=ttl)
+
     def job_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/status``: one job's record in an envelope; with ``"wait"``,
         held until the job changes from the version seen on arrival, ends, or the wait ends."""
-        return self._answer(JOB_STATUS_PATH, request, self._read_job_request, self._job)
+        return self._answer(JOB_STATUS_PATH, request, self._read_job_request, self._job, "read")
 
     def job_cancel(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/cancel`` (with ``allow_cancel``): ask a job to stop. A 202
         envelope when a running job was asked to stop, a 200 one when the job is now (or
         already was) final; ``response`` is the record as stored after the call."""
-        return self._answer(JOB_CANCEL_PATH, request, self._read_job_request, self._cancel)
+        return self._answer(
+            JOB_CANCEL_PATH, request, self._read_job_request, self._cancel, "cancel"
+        )
 
     def jobs_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
-        return self._answer(JOBS_STATUS_PATH, request, self._read_jobs_request, self._jobs)
+        return self._answer(JOBS_STATUS_PATH, request, self._read_jobs_request, self._jobs, "list")
 
     def get_job(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs/{job_id}``: the job's envelope with its ``ETag``; a 304 when
         ``If-None-Match`` matches, held with ``?wait=`` until the job changes."""
-        return self._answer(request.path, request, self._read_job_query, self._get)
+        return self._answer(request.path, request, self._read_job_query, self._get, "read")
 
     def list_jobs(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs``: a page of recent jobs, newest first."""
-        return self._answer(JOBS_PATH, request, _read_query, self._list)
+        return self._answer(JOBS_PATH, request, _read_query, self._list, "list")
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -259,29 +263,32 @@ class StatusService:
         endpoint: str,
         request: Request,
         read: Callable[[Request], dict[str, Any]],
-        respond: Callable[[str, dict[str, Any], Request, float], Reply | Pending],
+        respond: Callable[[str, dict[str, Any], Access, float], Reply | Pending],
+        scope: str,
     ) -> Reply | Pending:
-        """Authenticate, read, respond; every failure becomes its documented answer."""
+        """Authenticate, check the scope, read, respond; every failure becomes its documented
+        answer. The scope is checked before the body and the store: a key without it gets a
+        403 whatever job it names."""
         started = time.perf_counter()
         payload: dict[str, Any] = {}
         try:
-            self._authenticate(request.api_key)
+            access = self._authenticate(request, scope)
             payload = read(request)
-            return respond(endpoint, payload, request, started)
+            if access.job_id is not None and payload["job_id"] != access.job_id:
+                raise Unauthorized()  # a token reads its own job, nothing else
+            return respond(endpoint, payload, access, started)
         except Exception as exc:
             return self._answers.failure(endpoint, exc, payload.get("id"), started)
 
-    def _authenticate(self, api_key: str | None) -> None:
-        """The one place that decides who may ask: every route calls it first."""
-        if self._keys is None:
-            return
-        given = _key_bytes(api_key or "")
-        # Compare against every key, always, so timing says nothing about which one matched.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(given, key)
-        if not matched:
+    def _authenticate(self, request: Request, scope: str) -> Access:
+        """The one place that decides who may ask: every route calls it first. A per-job
+        token is good for reading its job only (a 401 elsewhere, like any bad credential)."""
+        access = self._keyring.authorize(request.api_key, request.authorization)
+        if access.job_id is not None and scope != "read":
             raise Unauthorized()
+        if scope not in access.scopes:
+            raise Forbidden(scope)
+        return access
 
     def _check_id(self, job_id: str) -> None:
         if not self._job_id.fullmatch(job_id):
@@ -315,7 +322,11 @@ class StatusService:
         params = parse_query(request.query)
         self._check_id(job_id)
         wait = params.get("wait")
-        return {"job_id": job_id, "wait": None if wait is None else self._wait(wait)}
+        return {
+            "job_id": job_id,
+            "wait": None if wait is None else self._wait(wait),
+            "if_none_match": request.if_none_match,
+        }
 
     def _read_jobs_request(self, request: Request) -> dict[str, Any]:
         payload = self._validate_jobs(
@@ -328,51 +339,58 @@ class StatusService:
     # -- one job -----------------------------------------------------------------------------
 
     def _job(
-        self, endpoint: str, payload: dict[str, Any], request: Request, started: float
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
     ) -> Reply | Pending:
         job_id: str = payload["job_id"]
         if "wait" in payload:
             return self._reads.held(
-                endpoint, job_id, payload.get("id"), None, payload["wait"], started
+                endpoint, job_id, payload.get("id"), None, payload["wait"], started, access
             )
-        record = self.store.get(job_id)
+        record = visible(self.store.get(job_id), access)
         return Reply(
             200,
             self._answers.success_body(
-                endpoint, 200, payload.get("id"), job_id, record.compact_json(), started
+                endpoint, 200, payload.get("id"), job_id, document_json(record), started
             ),
             JSON_HEADERS if record.is_final else JSON_HEADERS + self._answers.retry_headers(record),
         )
 
     def _get(
-        self, endpoint: str, payload: dict[str, Any], request: Request, started: float
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
     ) -> Reply | Pending:
-        condition = parse_if_none_match(request.if_none_match)
-        return self._reads.get(endpoint, payload["job_id"], condition, payload["wait"], started)
+        condition = parse_if_none_match(payload["if_none_match"])
+        return self._reads.get(
+            endpoint, payload["job_id"], condition, payload["wait"], started, access
+        )
 
     def _cancel(
-        self, endpoint: str, payload: dict[str, Any], request: Request, started: float
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
     ) -> Reply:
         job_id: str = payload["job_id"]
         assert self._canceller is not None  # the route is mounted only with one
+        if access.owner is not None:
+            visible(self.store.get(job_id), access)  # another owner's job is a plain 404
         record = self._canceller.cancel(job_id)
         code = 200 if record.is_final else 202
         body = self._answers.success_body(
-            endpoint, code, payload.get("id"), job_id, record.compact_json(), started
+            endpoint, code, payload.get("id"), job_id, document_json(record), started
         )
         return Reply(code, body, JSON_HEADERS + self._answers.retry_headers(record))
 
     # -- lists -------------------------------------------------------------------------------
 
     def _jobs(
-        self, endpoint: str, payload: dict[str, Any], request: Request, started: float
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
     ) -> Reply:
-        return status_reply(self.store, self._answers, endpoint, payload, started)
+        return status_reply(
+            visible_store(self.store, access), self._answers, endpoint, payload, started
+        )
 
     def _list(
-        self, endpoint: str, payload: dict[str, Any], request: Request, started: float
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
     ) -> Reply:
-        return page_reply(self.store, self._answers, self._cursors, payload, started)
+        store = visible_store(self.store, access)
+        return page_reply(store, self._answers, self._cursors, payload, started)
 
 
 def _decimal(text: str) -> float | None:
@@ -386,5 +404,11 @@ def _read_query(request: Request) -> dict[str, Any]:
     return dict(parse_query(request.query))
 
 
-def _key_bytes(key: str) -> bytes:
-    return key.encode("utf-8", "surrogateescape")
+def _cursor_material(api_keys: ApiKeys, token_secrets: Iterable[str] | None) -> list[str] | None:
+    """What cursors are signed with when no ``cursor_secret`` is given: the configured keys
+    (a mapping's keys) or, for a host's ``authorize`` callable, the token secrets."""
+    if api_keys is None:
+        return None
+    if callable(api_keys) and not isinstance(api_keys, Mapping):
+        return list(token_secrets or ())
+    return list(api_keys)

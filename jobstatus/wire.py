@@ -34,11 +34,12 @@ class Request:
 
     ``path`` is the route's path as the service names it (no mount prefix), ``query`` the raw
     query string (percent-encoded, as the server received it), ``api_key`` the ``x-api-key``
-    header and ``if_none_match`` the ``If-None-Match`` header (None when absent; several
-    headers joined with commas).
+    header, ``if_none_match`` the ``If-None-Match`` header (None when absent; several
+    headers joined with commas) and ``authorization`` the ``Authorization`` header (a per-job
+    token as ``Bearer <token>``).
     """
 
-    __slots__ = ("api_key", "body", "if_none_match", "method", "path", "query")
+    __slots__ = ("api_key", "authorization", "body", "if_none_match", "method", "path", "query")
 
     def __init__(
         self,
@@ -48,6 +49,7 @@ class Request:
         api_key: str | None = None,
         query: str = "",
         if_none_match: str | None = None,
+        authorization: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -55,6 +57,7 @@ class Request:
         self.api_key = api_key
         self.query = query
         self.if_none_match = if_none_match
+        self.authorization = authorization
 
     def __repr__(self) -> str:
         return f"Request({self.method} {self.path!r}, query={self.query!r})"

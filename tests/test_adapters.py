@@ -28,7 +28,7 @@ STATUS = "/v1/toolkit/job/status"
 LISTING = "/v1/toolkit/jobs/status"
 JOB = "/v1/toolkit/jobs/{job_id}"
 JOBS = "/v1/toolkit/jobs"
-ALL_ANSWERS = {"200", "400", "401", "404", "500"}  # never 429: a status read is never queued
+ALL_ANSWERS = {"200", "400", "401", "403", "404", "500"}  # never 429: a read is never queued
 
 
 @pytest.fixture

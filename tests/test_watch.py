@@ -82,7 +82,8 @@ def test_one_change_is_one_store_read_for_all_its_waiters() -> None:
     (record,) = jobs(store, 1)
     watcher = Watcher(store)
     waiters = [wait_on(watcher, record) for _ in range(200)]
-    assert watcher.notified and watcher.waiting == 200
+    assert watcher.notified
+    assert watcher.waiting == 200
     before = store.gets
     changed = store.put(JobRecord(job_id=record.job_id, job_status="done"))
     for waiter in waiters:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from jobstatus.access import Access
 from jobstatus.errors import JobNotFound, StorageError
 from jobstatus.listing import MAX_LIMIT
 from jobstatus.record import JobRecord
@@ -45,12 +46,14 @@ EXAMPLE_JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 #: The tag of every status operation (client generators group operations by tag).
 TAG = "job status"
 _KEY = "example-key"
+_SCOPELESS_KEY = "example-key-without-scopes"
 _DESCRIPTIONS = {
     200: "The envelope",
     202: "A running job was asked to stop; the envelope holds its record",
     304: "Not modified: the job's version matches If-None-Match (no body)",
     400: "Invalid payload",
-    401: "Missing or wrong x-api-key",
+    401: "Missing or wrong x-api-key (or per-job bearer token)",
+    403: "The key lacks the scope this route needs",
     404: "Job not found",
     500: "The store failed",
 }
@@ -262,7 +265,7 @@ def _answers(service: StatusService, path: str) -> Iterator[tuple[int, Any]]:
     def twin(store: _ExampleStore) -> StatusService:
         return StatusService(
             store,
-            api_keys=[_KEY],
+            api_keys={_KEY: Access(), _SCOPELESS_KEY: Access(scopes=frozenset())},
             build_number=service.build_number or "1.0.0",
             queue_id=service.queue_id,
             job_id_pattern=service.job_id_pattern,
@@ -305,6 +308,7 @@ def _answers(service: StatusService, path: str) -> Iterator[tuple[int, Any]]:
         yield ask(store, True, if_none_match=f'"{store.get(EXAMPLE_JOB_ID).version}"')
     yield ask(store, False)
     yield ask(store, True, key=None)
+    yield ask(store, True, key=_SCOPELESS_KEY)
     if one_job:
         yield ask(_ExampleStore(), True)
     yield ask(_ExampleStore(failing=True), True)

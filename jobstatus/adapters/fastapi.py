@@ -101,6 +101,7 @@ def _endpoint(service: StatusService, path: str) -> Callable[[Request], Awaitabl
             key,
             request.url.query,
             request.headers.get("if-none-match"),
+            request.headers.get("authorization"),
         )
         outcome = await run_in_threadpool(service.respond, asked)
         if isinstance(outcome, Reply):

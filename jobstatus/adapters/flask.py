@@ -73,6 +73,7 @@ def _view(service: StatusService, path: str) -> Callable[..., Response]:
                 key,
                 request.query_string.decode("latin-1"),
                 request.headers.get("If-None-Match"),
+                request.headers.get("Authorization"),
             )
         )
         return _response(answer if isinstance(answer, Reply) else answer.result())

@@ -80,6 +80,7 @@ def make_app(service: StatusService, *, dashboard: bool = False) -> WSGIApp:
             key,
             environ.get("QUERY_STRING") or "",
             environ.get("HTTP_IF_NONE_MATCH"),
+            environ.get("HTTP_AUTHORIZATION"),
         )
         outcome = service.respond(request)
         return _send(outcome if isinstance(outcome, Reply) else outcome.result(), start_response)

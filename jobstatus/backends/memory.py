@@ -64,6 +64,13 @@ class MemoryStore(BaseStore):
     def __repr__(self) -> str:
         return "MemoryStore()"
 
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a memory store lives in one process and cannot be pickled; work recorded in "
+            "another process (a process pool) needs a store every process shares: a folder, "
+            "SQL, Redis, S3"
+        )
+
     def _live(self, job_id: str) -> _Row | None:
         """The unexpired row of ``job_id``; call with the lock held."""
         row = self._rows.get(job_id)
