@@ -40,6 +40,7 @@ PAGE = "/v1/toolkit/dashboard/"
 PREFIXES = {"wsgi": "/ops", "flask": "/api", "fastapi": "/status"}
 ANY_ID = r"[^/]{1,250}"  # the XSS payloads are ids too
 LIVE_DEADLINE = 1.0  # seconds from a write to the page showing it
+HEAVY = 30.0  # the longest wait for a page holding megabytes of job data
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +185,28 @@ class Page:
     def wait_rows(self, count: int) -> list[dict[str, Any]]:
         return self.rows_when(lambda rows: len(rows) == count)
 
-    def chip(self, state: str) -> Any:
-        return self.find(f'#counts button[data-state="{state}"]')
+    def press_chip(self, state: str) -> None:
+        """Click a state's chip ("" for all). The chips are redrawn whenever the counts are
+        read again, so a click that finds a redrawn chip is tried again on the new one."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def click() -> bool:
+            try:
+                self.find(f'#counts button[data-state="{state}"]').click()
+            except StaleElementReferenceException:
+                return False
+            return True
+
+        self.wait(click)
+
+    def chip_pressed(self, state: str) -> bool:
+        return bool(
+            self.driver.execute_script(
+                'return document.querySelector(`#counts button[data-state="${arguments[0]}"]`)'
+                ".getAttribute('aria-pressed') === 'true'",
+                state,
+            )
+        )
 
     def counts(self) -> dict[str, int]:
         """State → count, as the chips show them (read at once: they are redrawn live)."""
@@ -357,13 +378,13 @@ def test_filter_by_state(make_page: Callable[..., Page], store: Store, tracker: 
     with pytest.raises(RuntimeError), tracker.run(ids[2]):
         raise RuntimeError("boom")
     page = signed_in(make_page, service_on(store), rows=5)
-    page.chip("done").click()
+    page.press_chip("done")
     rows = page.rows_when(lambda rows: {r["state"] for r in rows} == {"done"})
     assert sorted(r["id"] for r in rows) == sorted(ids[:2])
-    assert page.chip("done").get_attribute("aria-pressed") == "true"
-    page.chip("failed").click()  # a second state adds to the filter
+    assert page.chip_pressed("done")
+    page.press_chip("failed")  # a second state adds to the filter
     page.wait(lambda: sorted(r["state"] for r in page.rows()) == ["done", "done", "failed"])
-    page.chip("").click()  # "all" clears it
+    page.press_chip("")  # "all" clears it
     page.wait_rows(5)
     page.assert_clean()
 
@@ -758,7 +779,8 @@ def test_hostile_values_render_inert(make_page: Callable[..., Page], store: Stor
         )
     try:
         page = make_page(service_on(store, job_id_pattern=ANY_ID)).sign_in()
-        rows = page.wait_rows(5)
+        # (megabytes of text go through the page and the driver: generous deadlines under load)
+        rows = page.rows_when(lambda rows: len(rows) == 5, timeout=HEAVY)
         by_id = {r["id"]: r for r in rows}
         assert set(by_id) == set(ids)  # DOM text equals the payload
         for job_id, message in zip(ids, messages, strict=False):
@@ -769,7 +791,7 @@ def test_hostile_values_render_inert(make_page: Callable[..., Page], store: Stor
         page.driver.execute_script(
             f"location.hash = 'job=' + encodeURIComponent({json.dumps(ids[4])})"
         )
-        page.wait(lambda: len(page.find_all("#job-doc dt")) >= 4)
+        page.wait(lambda: len(page.find_all("#job-doc dt")) >= 4, timeout=HEAVY)
         texts = page.driver.execute_script(
             "return [...document.querySelectorAll('#job-doc .j-string')].map((e) => e.textContent)"
         )
@@ -781,9 +803,9 @@ def test_hostile_values_render_inert(make_page: Callable[..., Page], store: Stor
         )
         page.find("#job-close").click()
         # still usable: a filter works after all that
-        page.chip("running").click()
-        page.wait(lambda: page.chip("running").get_attribute("aria-pressed") == "true")
-        page.wait_rows(5)
+        page.press_chip("running")
+        page.wait(lambda: page.chip_pressed("running"))
+        page.rows_when(lambda rows: len(rows) == 5, timeout=HEAVY)
         assert sentinel.hits == []
         page.assert_clean()
     finally:

@@ -548,44 +548,35 @@ async function loadCounts() {
   describePage(state.rows.size);
 }
 
+/** The chips: "all" and one per state, each a toggle of the state filter. Redrawn only when
+ * the states change; otherwise their counts are updated in place (focus and clicks stay). */
 function renderCounts(counts, total) {
-  const chips = [
-    el(
-      "button",
-      {
-        type: "button",
-        class: "chip all",
-        "aria-pressed": state.states.size === 0 ? "true" : "false",
-        "data-state": "",
-      },
-      el("span", { class: "count", text: String(total) }),
-      el("span", { class: "label", text: "all" }),
-    ),
-  ];
-  for (const [name, count] of counts) {
-    chips.push(
-      el(
-        "button",
-        {
-          type: "button",
-          class: "chip " + stateClass(name),
-          "aria-pressed": state.states.has(name) ? "true" : "false",
-          "data-state": name,
-        },
-        el("span", { class: "count", text: String(count) }),
-        el("bdi", { class: "label data", text: cut(name, 40) }),
-      ),
-    );
-  }
   const box = $("counts");
-  const focused = box.contains(document.activeElement)
-    ? document.activeElement.dataset.state
-    : null;
-  box.replaceChildren(...chips);
-  if (focused !== null) {
-    const again = chips.find((chip) => chip.dataset.state === focused);
-    if (again) again.focus();
-  }
+  const wanted = [["", total], ...counts];
+  const shown = [...box.children];
+  const same =
+    shown.length === wanted.length &&
+    shown.every((chip, index) => chip.dataset.state === wanted[index][0]);
+  if (!same) box.replaceChildren(...wanted.map(([name]) => makeChip(name)));
+  [...box.children].forEach((chip, index) => {
+    const [name, count] = wanted[index];
+    const text = String(count);
+    const number = chip.querySelector(".count");
+    if (number.textContent !== text) number.textContent = text;
+    const on = name ? state.states.has(name) : state.states.size === 0;
+    chip.setAttribute("aria-pressed", on ? "true" : "false");
+  });
+}
+
+function makeChip(name) {
+  return el(
+    "button",
+    { type: "button", class: name ? "chip " + stateClass(name) : "chip all", "data-state": name },
+    el("span", { class: "count" }),
+    name
+      ? el("bdi", { class: "label data", text: cut(name, 40) })
+      : el("span", { class: "label", text: "all" }),
+  );
 }
 
 $("counts").addEventListener("click", (event) => {
