@@ -1,21 +1,18 @@
-"""Turn the benchmarks' JSON into the plots and tables of the docs' Benchmarks page.
+"""Turn the benchmarks' JSON into the charts and tables of the docs' Benchmarks page.
 
     python benchmarks/plot.py
 
-Reads every ``benchmarks/results/*.json`` there is (a missing or unreadable file is skipped
-with a note), writes one SVG bar chart per figure into ``docs/_static/benchmarks/`` and
-``docs/_static/benchmarks/figures.inc``, the reST that ``docs/benchmarks.rst`` includes: per
-results file, its charts, the numbers behind them and the command that reproduces them. The
-output is committed, so building the docs never runs a benchmark.
+Reads every ``benchmarks/results/*.json`` (a file that does not parse is skipped with a note),
+draws one SVG bar chart per figure with matplotlib into ``docs/_static/benchmarks/``, and writes
+``figures.inc`` there: the reST ``docs/benchmarks.rst`` includes, with per results file its
+charts, the numbers behind them and the command that reproduces them. The figures are found
+by shape, so a new benchmark needs no change here:
 
-No plotting library: the charts are plain SVG written here. The figures are found by shape,
-so a new benchmark needs no change here:
-
-- a dict of at least two numbers whose key says it is a rate (``requests_per_second``) becomes
-  a chart of those numbers;
-- a list of row dicts (``rows``) becomes a chart of each row's ratio (``ratio``, ``*_ratio``),
-  with the ``target_ratio`` beside the list drawn as a line, and a chart of its rates
-  (``*_per_s``, ``*_per_second``), side by side per row.
+- a dict of at least two numbers whose key names a rate (``requests_per_second``) or a latency
+  (``median_ms``) is a chart of those numbers; when the first names a baseline (``floor: …``)
+  the others' ratios to it are shown, and a ``target_ratio`` beside the dict is drawn against it;
+- a list of row dicts is a chart of the rows' ratios (``ratio``, ``ratio_to_*``, with the
+  ``target_ratio`` beside the list as a dashed line) and a chart of their rates (``*_per_s``).
 """
 
 from __future__ import annotations
@@ -26,10 +23,14 @@ import math
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
-from xml.sax.saxutils import escape
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -38,31 +39,29 @@ INCLUDE_NAME = "figures.inc"
 
 #: Keys holding per-round samples or other detail that is not a figure of its own.
 SKIPPED_KEYS = frozenset({"rounds", "all_rounds", "samples", "raw", "latencies"})
-#: Keys of a results file shown as its measuring conditions, when present.
-CONDITION_KEYS = {
+#: Keys that only group figures (``databases`` → ``sqlite`` → …): left out of titles.
+CONTAINER_KEYS = frozenset({"databases", "destinations", "results", "figures"})
+#: Keys of a results file (or of its first-level sections) that describe how it was measured.
+CONDITIONS = {
     "python": "Python {}",
     "cpus": "{} CPUs",
     "cores": "{} cores",
     "rounds": "{} rounds",
     "seconds_per_round": "{} s per round",
-    "duration": "{} s per run",
     "record_bytes": "a {}-byte record",
 }
-TIMES, DASH = "\u00d7", "\u2013"  # x as in "0.67 times", and the dash of an empty cell
-COLOURS = ("#3b6ea8", "#e0883a", "#5a9e5a", "#b0504f", "#7d5ba6", "#8c8c8c")
-RATE = re.compile(r"(_per_s|_per_second|per_second|_rps|requests_per_s)$")
-#: A dict of latencies in milliseconds (``median_ms``, ``p90_ms``): lower is better.
+RATE = re.compile(r"_?(per_s|per_second|rps)$")
 LATENCY = re.compile(r"(^|_)ms$")
-#: Keys that only group figures (``databases`` → ``sqlite`` → ...): left out of titles.
-CONTAINER_KEYS = frozenset({"databases", "destinations", "results", "figures"})
-RATIO = re.compile(r"(^|_)ratio($|_)")
-#: A category whose name says the others are measured against it.
-BASELINE = re.compile(r"^(floor|baseline|upstream)(\b|_)", re.IGNORECASE)
+RATIO = re.compile(r"(^|_)ratio($|_)|^x_")  # x_upstream_rps: times the upstream's rate
+BASELINE = re.compile(r"^(floor|baseline|upstream)\b", re.IGNORECASE)
+TIMES, DASH = "\u00d7", "\u2013"
+
+plt.rcParams.update({"svg.hashsalt": "jobstatus", "svg.fonttype": "none", "font.size": 9})
 
 
 @dataclass
 class Chart:
-    """A horizontal bar chart: categories, each with one bar per series."""
+    """Horizontal bars: one group per category, one bar per series."""
 
     name: str
     title: str
@@ -72,12 +71,10 @@ class Chart:
     values: list[list[float | None]]  # values[category][series]
     marker: float | None = None
     marker_label: str = ""
-    #: A category that is the baseline of the others: their ratio to it is shown too.
-    baseline: int | None = None
+    baseline: int | None = None  # the category the others' ratios are taken against
 
     def ratio(self, category: int, series: int = 0) -> float | None:
-        """The value's ratio to the baseline category's, if there is one."""
-        if self.baseline is None or category == self.baseline:
+        if self.baseline is None:
             return None
         base, value = self.values[self.baseline][series], self.values[category][series]
         return None if not base or value is None else value / base
@@ -85,326 +82,209 @@ class Chart:
     def fmt(self, value: float) -> str:
         if self.unit == "ratio":
             return f"{value:.2f}{TIMES}"
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        return f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-@dataclass
-class ResultsFile:
-    path: Path
-    data: dict[str, Any]
-    charts: list[Chart] = field(default_factory=list)
-
-
-# -- finding the figures ---------------------------------------------------------------------
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
+def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _humanize(key: str) -> str:
-    text = re.sub(r"_per_s$", " per second", key).replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
+def _words(key: str) -> str:
+    return RATE.sub(" per second", key).replace("_", " ").strip()
 
 
 def _title(path: list[str], what: str) -> str:
-    """``["databases", "sqlite", "writes"]`` and "writes per second" → "sqlite · writes: …"."""
+    """``["databases", "sqlite", "writes"]``, "writes per second" → "sqlite · writes: …"."""
     context = " · ".join(p.replace("_", " ") for p in path if p not in CONTAINER_KEYS)
     return f"{context}: {what}" if context else what[:1].upper() + what[1:]
-
-
-def _unit(key: str) -> str:
-    """``writes_per_second`` → "writes/s"; ``median_ms`` → "ms"."""
-    if LATENCY.search(key):
-        return "ms (lower is better)"
-    word = RATE.sub("", key).rstrip("_").rsplit("_", 1)[-1]
-    return f"{word or 'requests'}/s"
 
 
 def _slug(*parts: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", "-".join(parts).lower()).strip("-")
 
 
-def _row_label(row: dict[str, Any]) -> str:
-    labels = [str(v) for k, v in row.items() if isinstance(v, str) and k not in SKIPPED_KEYS]
-    return " · ".join(labels) or "?"
+def _unit(key: str) -> str:
+    """``writes_per_second`` → "writes/s"; ``median_ms`` → "ms (lower is better)"."""
+    if LATENCY.search(key):
+        return "ms (lower is better)"
+    return f"{RATE.sub('', key).rsplit('_', 1)[-1] or 'requests'}/s"
 
 
 def _rows_charts(
-    stem: str, path: list[str], rows: list[Any], parent: dict[str, Any]
+    stem: str, path: list[str], rows: list[dict[str, Any]], target: Any
 ) -> list[Chart]:
-    rows = [row for row in rows if isinstance(row, dict)]
-    if not rows:
-        return []
-    labels = [_row_label(row) for row in rows]
-    numeric = [k for k in rows[0] if all(_is_number(row.get(k)) for row in rows if k in row)]
+    # A row is named by its texts that tell it from the others (not those all rows share).
+    texts = [k for k, v in rows[0].items() if isinstance(v, str)]
+    naming = [k for k in texts if len({row.get(k) for row in rows}) > 1]
+    labels = [" · ".join(str(row[k]) for k in naming if row.get(k)) for row in rows]
+    numeric = [k for k in rows[0] if all(_is_number(row.get(k, 0)) for row in rows)]
     charts = []
-    ratio_keys = [k for k in numeric if RATIO.search(k) and not k.startswith("target")]
-    if ratio_keys:
-        target = parent.get("target_ratio")
-        charts.append(
-            Chart(
-                name=_slug(stem, *path, "ratio"),
-                title=_title(path, "ratio to the baseline"),
-                unit="ratio",
-                categories=labels,
-                series=[_humanize(k) for k in ratio_keys],
-                values=[[row.get(k) for k in ratio_keys] for row in rows],
-                marker=target if _is_number(target) else 1.0,
-                marker_label=f"target {target}" if _is_number(target) else "baseline",
-            )
+    ratios = [k for k in numeric if RATIO.search(k) and not k.startswith("target")]
+    rates = [k for k in numeric if RATE.search(k) and k not in ratios]
+    for kind, keys in (("ratio", ratios), ("rate", rates)):
+        if not keys:
+            continue
+        chart = Chart(
+            name=_slug(stem, *path, kind),
+            title=_title(
+                path, "ratio to the baseline" if kind == "ratio" else "requests per second"
+            ),
+            unit="ratio" if kind == "ratio" else "requests/s",
+            categories=labels,
+            series=[RATE.sub("", k).replace("_", " ") for k in keys],
+            values=[[row.get(k) for k in keys] for row in rows],
         )
-    rate_keys = [k for k in numeric if RATE.search(k)]
-    if rate_keys:
-        charts.append(
-            Chart(
-                name=_slug(stem, *path, "rate"),
-                title=_title(path, "requests per second"),
-                unit="requests/s",
-                categories=labels,
-                series=[_humanize(RATE.sub("", k)) or k for k in rate_keys],
-                values=[[row.get(k) for k in rate_keys] for row in rows],
-            )
-        )
+        if kind == "ratio":
+            chart.marker = target if _is_number(target) else 1.0
+            chart.marker_label = f"target {target}" if _is_number(target) else "baseline"
+        charts.append(chart)
     return charts
 
 
-def _rates_chart(
-    stem: str, path: list[str], numbers: dict[str, float], parent: dict[str, Any]
-) -> Chart:
-    """A chart of named rates or latencies; when the first names a baseline, the others'
-    ratios to it are shown, and ``target_ratio`` is drawn against it."""
-    categories = list(numbers)
-    baseline = 0 if BASELINE.match(categories[0]) else None
+def _numbers_chart(stem: str, path: list[str], numbers: dict[str, float], target: Any) -> Chart:
+    names = list(numbers)
+    baseline = 0 if BASELINE.match(names[0]) else None
     chart = Chart(
         name=_slug(stem, *path),
-        title=_title(path[:-1], _humanize(path[-1]).lower()),
+        title=_title(path[:-1], _words(path[-1])),
         unit=_unit(path[-1]),
-        categories=categories,
+        categories=names,
         series=[""],
         values=[[v] for v in numbers.values()],
         baseline=baseline,
     )
-    target = parent.get("target_ratio")
     if baseline is not None and _is_number(target):
-        chart.marker = target * numbers[categories[0]]
-        chart.marker_label = f"target: {target}{TIMES} {categories[0].split(':')[0]}"
+        chart.marker = target * numbers[names[0]]
+        chart.marker_label = f"target: {target}{TIMES} {names[0].split(':')[0]}"
     return chart
 
 
 def find_charts(stem: str, data: Any, path: list[str] | None = None) -> Iterator[Chart]:
     """Every figure of one results file, in the file's order."""
     path = path or []
-    if isinstance(data, list):
-        if data and all(isinstance(row, dict) for row in data):
-            yield from _rows_charts(stem, path, data, {})
-        return
-    if not isinstance(data, dict):
-        return
-    for key, value in data.items():
+    for key, value in data.items() if isinstance(data, dict) else ():
         if key in SKIPPED_KEYS:
             continue
-        if isinstance(value, dict):
+        if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+            where = path if key == "rows" else [*path, key]
+            yield from _rows_charts(stem, where, value, data.get("target_ratio"))
+        elif isinstance(value, dict):
             numbers = {k: v for k, v in value.items() if _is_number(v)}
-            rates = RATE.search(key) or LATENCY.search(key)
-            if len(numbers) >= 2 and len(numbers) == len(value) and rates:
-                yield _rates_chart(stem, [*path, key], numbers, data)
+            named = RATE.search(key) or LATENCY.search(key)
+            if named and len(numbers) >= 2 and len(numbers) == len(value):
+                yield _numbers_chart(stem, [*path, key], numbers, data.get("target_ratio"))
             else:
                 yield from find_charts(stem, value, [*path, key])
-        elif isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
-            yield from _rows_charts(stem, [*path] if key == "rows" else [*path, key], value, data)
 
 
-def load_results(results: Path) -> list[ResultsFile]:
-    found = []
-    for path in sorted(results.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            print(f"plot: skipping {path.name}: {exc}", file=sys.stderr)
-            continue
-        if not isinstance(data, dict):
-            print(f"plot: skipping {path.name}: not a JSON object", file=sys.stderr)
-            continue
-        found.append(ResultsFile(path, data, list(find_charts(path.stem, data))))
-    return found
-
-
-# -- drawing ---------------------------------------------------------------------------------
-
-WIDTH = 760
-BAR = 18
-GAP = 12
-CHAR = 7.0  # average width of a 12px sans-serif character
-
-
-def render_svg(chart: Chart) -> str:
-    """The chart as a standalone SVG document."""
-    label_width = min(340, max(CHAR * len(c) for c in chart.categories) + 16)
-    value_width = 130
-    plot_left, plot_right = label_width, WIDTH - value_width
-    multi = len(chart.series) > 1
-    top = 44 + (20 if multi else 0)
-    group = BAR * len(chart.series)
-    height = top + len(chart.categories) * (group + GAP) + 24
-    numbers = [v for row in chart.values for v in row if v is not None]
-    scale_max = max([*numbers, chart.marker or 0.0, 1e-9]) * 1.08
-
-    def x(value: float) -> float:
-        return plot_left + (plot_right - plot_left) * max(value, 0.0) / scale_max
-
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-        f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">',
-        f"<title>{escape(chart.title)}</title>",
-        f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>',
-        f'<text x="8" y="22" font-size="15" font-weight="bold">{escape(chart.title)}</text>',
-    ]
-    if multi:
-        legend_x = 8.0
-        for index, name in enumerate(chart.series):
-            colour = COLOURS[index % len(COLOURS)]
-            out.append(f'<rect x="{legend_x:.1f}" y="34" width="12" height="12" fill="{colour}"/>')
-            out.append(f'<text x="{legend_x + 16:.1f}" y="44">{escape(name)}</text>')
-            legend_x += 16 + CHAR * len(name) + 20
-    y = float(top)
-    for category, row in zip(chart.categories, chart.values, strict=True):
-        out.append(
-            f'<text x="{plot_left - 8:.1f}" y="{y + group / 2 + 4:.1f}" '
-            f'text-anchor="end">{escape(category)}</text>'
-        )
-        for index, value in enumerate(row):
-            if value is None:
-                continue
-            colour = COLOURS[index % len(COLOURS)]
-            bar_y = y + index * BAR
-            out.append(
-                f'<rect x="{plot_left:.1f}" y="{bar_y + 1:.1f}" width="{x(value) - plot_left:.1f}" '
-                f'height="{BAR - 2}" fill="{colour}"/>'
-            )
-            ratio = chart.ratio(chart.categories.index(category), index)
-            text = chart.fmt(value) + ("" if ratio is None else f" ({ratio:.2f}{TIMES})")
-            out.append(
-                f'<text x="{x(value) + 4:.1f}" y="{bar_y + BAR / 2 + 4:.1f}">{escape(text)}</text>'
-            )
-        y += group + GAP
-    axis_bottom = y - GAP + 4
-    out.append(
-        f'<line x1="{plot_left:.1f}" y1="{top - 4}" x2="{plot_left:.1f}" y2="{axis_bottom:.1f}" '
-        'stroke="#333333"/>'
-    )
+def draw(chart: Chart, target: Path) -> None:
+    """The chart as an SVG file; the same input gives the same bytes."""
+    count, per = len(chart.categories), len(chart.series)
+    height = 0.8 / per
+    fig, ax = plt.subplots(figsize=(7.6, 0.9 + 0.28 * count * per + 0.12 * count))
+    for s, series in enumerate(chart.series):
+        rows = [i + (s - (per - 1) / 2) * height for i in range(count)]
+        values = [row[s] for row in chart.values]
+        bars = ax.barh(rows, [v or 0 for v in values], height * 0.9, label=series or None)
+        labels = []
+        for index, value in enumerate(values):
+            ratio = chart.ratio(index, s) if index != chart.baseline else None
+            text = "" if value is None else chart.fmt(value)
+            labels.append(text + ("" if ratio is None else f" ({ratio:.2f}{TIMES})"))
+        ax.bar_label(bars, labels, padding=3, fontsize=8)
     if chart.marker is not None:
-        mx = x(chart.marker)
-        out.append(
-            f'<line x1="{mx:.1f}" y1="{top - 4}" x2="{mx:.1f}" y2="{axis_bottom:.1f}" '
-            'stroke="#b0504f" stroke-dasharray="4 3"/>'
-        )
-        out.append(
-            f'<text x="{mx:.1f}" y="{axis_bottom + 14:.1f}" text-anchor="middle" '
-            f'fill="#b0504f">{escape(chart.marker_label)}</text>'
-        )
-    out.append(
-        f'<text x="{plot_right:.1f}" y="{height - 6}" text-anchor="end" fill="#666666">'
-        f"{escape(chart.unit)}</text>"
-    )
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-# -- the reST the docs include ---------------------------------------------------------------
+        ax.axvline(chart.marker, color="#b0504f", linestyle="--", label=chart.marker_label)
+    ax.set_yticks(range(count), chart.categories)
+    ax.invert_yaxis()
+    numbers = [v for row in chart.values for v in row if v is not None]
+    ax.set_xlim(0, max([*numbers, chart.marker or 0, 1e-9]) * 1.3)
+    ax.xaxis.set_major_formatter("{x:,g}")
+    ax.set_xlabel(chart.unit)
+    ax.set_title(chart.title, loc="left", fontweight="bold")
+    ax.spines[["top", "right"]].set_visible(False)
+    if per > 1 or chart.marker is not None:
+        ax.legend(loc="lower right", fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(target, format="svg", metadata={"Date": None})
+    plt.close(fig)
 
 
 def _conditions(data: dict[str, Any]) -> str:
+    sections = [data, *(v for v in data.values() if isinstance(v, dict))]
     found = []
-    for key, template in CONDITION_KEYS.items():
-        value = data.get(key)
-        if value is None:
-            for section in data.values():
-                if isinstance(section, dict) and section.get(key) is not None:
-                    value = section[key]
-                    break
+    for key, template in CONDITIONS.items():
+        value = next((s[key] for s in sections if _is_number(s.get(key)) or
+                      isinstance(s.get(key), str)), None)  # fmt: skip
         if value is not None:
-            text = template.format(value)
-            found.append(text[:-1] if value == 1 and text.endswith("s") else text)
+            found.append(template.format(value))
     return ", ".join(found)
 
 
 def _table(chart: Chart) -> list[str]:
-    header = ["", *chart.series] if len(chart.series) > 1 else ["", chart.unit]
+    rows = [["", *chart.series] if len(chart.series) > 1 else ["", chart.unit]]
     if chart.baseline is not None:
-        header.append(f"ratio to {chart.categories[chart.baseline].split(':')[0]}")
-    rows = [header]
-    for index, (category, row) in enumerate(zip(chart.categories, chart.values, strict=True)):
-        cells = [category, *(DASH if v is None else chart.fmt(v) for v in row)]
+        rows[0].append(f"ratio to {chart.categories[chart.baseline].split(':')[0]}")
+    for index, (category, values) in enumerate(zip(chart.categories, chart.values, strict=True)):
+        rows.append([category, *(DASH if v is None else chart.fmt(v) for v in values)])
         if chart.baseline is not None:
             ratio = chart.ratio(index)
-            cells.append(DASH if ratio is None else f"{ratio:.2f}{TIMES}")
-            if index == chart.baseline:
-                cells[-1] = f"1.00{TIMES}"
-        rows.append(cells)
+            rows[-1].append(DASH if ratio is None else f"{ratio:.2f}{TIMES}")
     lines = [".. list-table::", "   :header-rows: 1", ""]
-    for table_row in rows:
-        lines.append(f"   * - {table_row[0]}".rstrip())
-        lines.extend(f"     - {cell}".rstrip() for cell in table_row[1:])
+    for row in rows:
+        lines += [f"   * - {row[0]}".rstrip(), *(f"     - {cell}".rstrip() for cell in row[1:])]
     return [*lines, ""]
 
 
-def render_include(files: list[ResultsFile]) -> str:
-    lines = [
-        ".. This file is written by benchmarks/plot.py from benchmarks/results/*.json;",
-        "   do not edit it by hand.",
-        "",
-    ]
-    if not any(f.charts for f in files):
-        lines += ["No benchmark results yet: run ``nox -s benchmarks``, then", ""]
-        lines += ["``python benchmarks/plot.py``.", ""]
-    for results in files:
-        if not results.charts:
+def render_include(files: dict[str, tuple[dict[str, Any], list[Chart]]]) -> str:
+    """The reST of the Results section: per results file its conditions, command and charts."""
+    lines = [".. This file is written by benchmarks/plot.py from benchmarks/results/*.json;",
+             "   do not edit it by hand.", ""]  # fmt: skip
+    for name, (data, charts) in files.items():
+        if not charts:
             continue
-        title = f"``{results.path.name}``"
+        title = f"``{name}.json``"
         lines += [title, "~" * len(title), ""]
-        description = results.data.get("benchmark")
-        if isinstance(description, str):
-            lines += [description[:1].upper() + description[1:] + ".", ""]
-        conditions = _conditions(results.data)
-        if conditions:
+        if isinstance(data.get("benchmark"), str):
+            lines += [data["benchmark"][:1].upper() + data["benchmark"][1:] + ".", ""]
+        if conditions := _conditions(data):
             lines += [f"Measured with {conditions}.", ""]
-        script = HERE / f"bench_{results.path.stem}.py"
-        if script.exists():
+        if (HERE / f"bench_{name}.py").exists():
             lines += ["Reproduce:", "", ".. code-block:: sh", ""]
-            lines += [f"   python benchmarks/{script.name}", "   python benchmarks/plot.py", ""]
-        for chart in results.charts:
+            lines += [f"   python benchmarks/bench_{name}.py", "   python benchmarks/plot.py", ""]
+        for chart in charts:
+            caption = chart.title + (f" (dashed: {chart.marker_label})" if chart.marker else "")
             lines += [
                 f".. figure:: /_static/benchmarks/{chart.name}.svg",
                 f"   :alt: {chart.title}",
-                "   :width: 100%",
-                "",
-                f"   {chart.title}" + (f" (dashed: {chart.marker_label})" if chart.marker else ""),
-                "",
             ]
+            lines += ["   :width: 100%", "", f"   {caption}", ""]
             lines += _table(chart)
+    if len(lines) == 3:
+        lines += ["No benchmark results yet: run ``nox -s benchmarks``.", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of *.json")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="folder for the SVGs")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="folder for the charts")
     args = parser.parse_args(argv)
-    files = load_results(args.results)
+    files: dict[str, tuple[dict[str, Any], list[Chart]]] = {}
+    for path in sorted(args.results.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"plot: skipping {path.name}: {exc}", file=sys.stderr)
+            continue
+        files[path.stem] = (data, list(find_charts(path.stem, data)))
     args.output.mkdir(parents=True, exist_ok=True)
-    written = set()
-    for results in files:
-        for chart in results.charts:
-            (args.output / f"{chart.name}.svg").write_text(render_svg(chart), encoding="utf-8")
-            written.add(f"{chart.name}.svg")
-    for stale in args.output.glob("*.svg"):  # a benchmark that no longer writes this figure
-        if stale.name not in written:
-            stale.unlink()
+    charts = [chart for _, found in files.values() for chart in found]
+    for chart in charts:
+        draw(chart, args.output / f"{chart.name}.svg")
+    for stale in set(args.output.glob("*.svg")) - {args.output / f"{c.name}.svg" for c in charts}:
+        stale.unlink()  # a figure no results file has any more
     (args.output / INCLUDE_NAME).write_text(render_include(files), encoding="utf-8")
-    print(f"plot: {len(written)} charts from {len(files)} results files into {args.output}")
+    print(f"plot: {len(charts)} charts from {len(files)} results files into {args.output}")
     return 0
 
 

@@ -28,7 +28,8 @@ try:
 
     release = _version("jobstatus")
 except Exception:  # not installed: read it from the checkout
-    _match = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    _text = (ROOT / "jobstatus" / "_version.py").read_text()
+    _match = re.search(r'^__version__ = "([^"]+)"', _text, re.M)
     release = _match[1] if _match else "unknown"
 version = release
 

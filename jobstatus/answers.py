@@ -29,6 +29,14 @@ log = logging.getLogger("jobstatus.service")
 
 Headers = tuple[tuple[str, str], ...]
 _NO_CACHE = ("Cache-Control", "no-cache")
+# This process's id, kept by a fork hook: no system call per answer.
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+# The fixed endpoints, encoded once.
+_ENDPOINTS = {
+    path: encode_basestring_ascii(path)
+    for path in ("/v1/toolkit/job/status", "/v1/toolkit/jobs/status", "/v1/toolkit/jobs")
+}
 
 
 def document_json(record: JobRecord) -> str:
@@ -61,8 +69,27 @@ class Answers:
         self.upstream_wire = upstream_wire
         self.retry_after = retry_after
         self.retry_after_bounds = (low, high)
-        # The envelope's last key never changes: encoded once.
+        # What never changes between answers is encoded once: the last key, a constant
+        # queue length, and (per process) the keys from "message" to "run_time".
         self._build_number_tail = f',"build_number":{dump_compact(build_number)}}}\n'
+        self._queue_length_json = None if callable(queue_length) else _scalar_json(queue_length)
+        self._middle_pid = -1
+        self._middle = ""
+
+    def _middle_for(self, pid: int) -> str:
+        """``,"message":"success","pid":…,"queue_id":…,"run_time":`` of this process."""
+        self._middle = (
+            f',"message":"success","pid":{pid},"queue_id":{_scalar_json(self.queue_id)},"run_time":'
+        )
+        self._middle_pid = pid
+        return self._middle
+
+    def _queue_length(self) -> str:
+        queue_length = self._queue_length_json
+        if queue_length is None:
+            function: Any = self.queue_length
+            queue_length = _scalar_json(function())
+        return queue_length
 
     # -- the envelope ------------------------------------------------------------------------
 
@@ -78,12 +105,11 @@ class Answers:
     def tail(self, started: float) -> str:
         """The envelope after its ``response``; ``run_time`` is measured now."""
         run_time = _scalar_json(round(time.perf_counter() - started, 3))
-        queue_length = self.queue_length
+        pid = _PID[0]
+        middle = self._middle if pid == self._middle_pid else self._middle_for(pid)
         return (
-            f',"message":"success","pid":{os.getpid()},"queue_id":{_scalar_json(self.queue_id)},'
-            f'"run_time":{run_time},"queue_time":0.0,"total_time":{run_time},"queue_length":'
-            f"{_scalar_json(queue_length() if callable(queue_length) else queue_length)}"
-            f"{self._build_number_tail}"
+            f'{middle}{run_time},"queue_time":0.0,"total_time":{run_time},'
+            f'"queue_length":{self._queue_length()}{self._build_number_tail}'
         )
 
     def success_body(
@@ -96,9 +122,22 @@ class Answers:
         started: float,
     ) -> bytes:
         """The envelope, byte for byte what ``dump_json(build_envelope(...))`` gives, spliced
-        around the record's own cached JSON so that a polled record is not encoded again."""
-        head = self.head(endpoint, code, request_id, job_id)
-        return f"{head}{response_json}{self.tail(started)}".encode("ascii")
+        around the record's own cached JSON so that a polled record is not encoded again.
+        (:meth:`head` and :meth:`tail` in one piece: this is every poll's path.)"""
+        if self.upstream_wire:
+            job_id = str(uuid.uuid4())
+        run_time = _scalar_json(round(time.perf_counter() - started, 3))
+        pid = _PID[0]
+        middle = self._middle if pid == self._middle_pid else self._middle_for(pid)
+        queue_length = self._queue_length_json
+        if queue_length is None:
+            queue_length = self._queue_length()
+        return (
+            f'{{"endpoint":{_ENDPOINTS.get(endpoint) or _scalar_json(endpoint)},"code":{code},'
+            f'"id":{_scalar_json(request_id)},"job_id":{_scalar_json(job_id)},'
+            f'"response":{response_json}{middle}{run_time},"queue_time":0.0,'
+            f'"total_time":{run_time},"queue_length":{queue_length}{self._build_number_tail}'
+        ).encode("ascii")
 
     def envelope(
         self,

@@ -54,9 +54,10 @@ class CursorSigner:
 
     @classmethod
     def from_configuration(
-        cls, cursor_secret: str | bytes | None, api_keys: Iterable[str] | None
+        cls, cursor_secret: str | bytes | None, api_keys: Iterable[bytes] | None
     ) -> CursorSigner:
-        """The signer of a service: its ``cursor_secret``, else its keys (see the module)."""
+        """The signer of a service: its ``cursor_secret``, else its keys (UTF-8 bytes; see
+        the module)."""
         if cursor_secret is not None:
             secret = (
                 cursor_secret.encode("utf-8") if isinstance(cursor_secret, str) else cursor_secret
@@ -66,8 +67,7 @@ class CursorSigner:
             return cls(b"secret\0" + secret)
         material = b"keys"
         for key in sorted(api_keys or ()):
-            encoded = str(key).encode("utf-8", "surrogateescape")
-            material += b"\0" + len(encoded).to_bytes(4, "big") + encoded
+            material += b"\0" + len(key).to_bytes(4, "big") + key
         return cls(material)
 
     def _tag(self, payload: bytes) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 from jobstatus.record import JobRecord
 
@@ -34,6 +33,7 @@ DEFAULT_RETRY_AFTER_BOUNDS = (1, 30)
 # One entity tag (RFC 9110 8.8.3: [W/] DQUOTE *etagc DQUOTE), then a comma or the end.
 _TAG = re.compile(r'[ \t]*(?:W/)?"([\x21\x23-\x7e\x80-\xff]*)"[ \t]*(?:,|\Z)')
 _EMPTY_ELEMENT = re.compile(r"[ \t]*,")
+_TAG_TEXT = re.compile(r"[\x21\x23-\x7e\x80-\xff]*")
 
 
 def etag(version: str) -> str:
@@ -41,12 +41,22 @@ def etag(version: str) -> str:
     return f'"{version}"'
 
 
-@dataclass(frozen=True)
 class IfNoneMatch:
     """A parsed ``If-None-Match``: ``*`` (any current record matches) or a set of tags."""
 
-    any: bool
-    tags: frozenset[str]
+    __slots__ = ("any", "tags")
+
+    def __init__(self, any: bool, tags: frozenset[str] | set[str]) -> None:
+        self.any = any
+        self.tags = tags
+
+    def __repr__(self) -> str:
+        return "IfNoneMatch(*)" if self.any else f"IfNoneMatch({sorted(self.tags)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IfNoneMatch) and (self.any, self.tags) == (other.any, other.tags)
+
+    __hash__ = None  # type: ignore[assignment]
 
     def matches(self, version: str | None) -> bool:
         """True when a record with ``version`` matches (weak comparison)."""
@@ -62,6 +72,11 @@ def parse_if_none_match(header: str | None) -> IfNoneMatch | None:
     """The condition of an ``If-None-Match`` header; None when absent or not well-formed."""
     if header is None:
         return None
+    # The usual header, one strong tag sent back as it came: no list to parse.
+    if header[:1] == '"' and header.count('"') == 2 and header[-1:] == '"' and "," not in header:
+        tag = header[1:-1]
+        if _TAG_TEXT.fullmatch(tag):
+            return IfNoneMatch(False, {tag})
     text = header.strip(" \t")
     if text == "*":
         return _ANY

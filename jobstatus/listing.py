@@ -29,12 +29,13 @@ from jobstatus.errors import InvalidRequest, redact
 from jobstatus.lifecycle import format_timestamp, utc_from_epoch
 from jobstatus.record import JobRecord, dump_compact
 from jobstatus.store import Store
-from jobstatus.wire import Reply
+from jobstatus.wire import Reply, StreamedReply
 
 __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_SINCE_SECONDS",
     "MAX_LIMIT",
+    "STREAM_AFTER",
     "ListQuery",
     "list_page",
     "page_reply",
@@ -48,7 +49,9 @@ log = logging.getLogger("jobstatus.service")
 
 #: The window of both list routes when the request gives none, in seconds.
 DEFAULT_SINCE_SECONDS = 600
+#: Jobs per page when the request gives no ``limit``.
 DEFAULT_LIMIT = 100
+#: The most jobs a page may hold.
 MAX_LIMIT = 1000
 _MAX_STATUSES = 20
 #: A POST listing of more jobs than this is streamed rather than built whole.
@@ -219,7 +222,8 @@ def status_reply(
         response = "".join(status_map(first))
         return Reply(200, answers.success_body(endpoint, 200, request_id, None, response, started))
     head = answers.head(endpoint, 200, request_id, None).encode("ascii")
-    return Reply(200, head, stream=_stream(answers, endpoint, chain(first, records), started))
+    stream = _stream(answers, endpoint, chain(first, records), started)
+    return StreamedReply(200, head, stream=stream)
 
 
 def _stream(

@@ -103,12 +103,16 @@ class JobReads:
         try:
             record = visible(self.current(job_id), access)
             matches: Callable[[str | None], bool]
+            seen = record.version
             if condition is not None:
                 matches = condition.matches
-            elif record.is_final:
+            elif record.is_final or seen is None:
                 matches = _never
             else:
-                matches = record.version.__eq__ if record.version is not None else _never
+
+                def matches(version: str | None) -> bool:
+                    return version == seen
+
             if not matches(record.version):
                 waiter.close()
                 return answers.job(endpoint, request_id, job_id, record, started)

@@ -72,7 +72,7 @@ def parse_json_body(body: bytes, *, max_bytes: int, allow_empty: bool = False) -
     """Decode a request body; every way it can be malformed is an :class:`InvalidRequest`."""
     if len(body) > max_bytes:
         raise InvalidRequest(f"body is larger than {max_bytes} bytes")
-    if not body.strip():
+    if not body or body.isspace():  # (no copy of the body, as strip() would make)
         if allow_empty:
             return {}
         raise InvalidRequest("missing JSON body")

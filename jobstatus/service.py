@@ -13,6 +13,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
@@ -31,6 +32,7 @@ from jobstatus.listing import (
     status_reply,
 )
 from jobstatus.polling import JobReads
+from jobstatus.record import FINAL_STATES
 from jobstatus.schema import (
     DEFAULT_MAX_BODY_BYTES,
     JOB_STATUS_SCHEMA,
@@ -64,6 +66,7 @@ log = logging.getLogger(__name__)
 
 JOB_STATUS_PATH = "/v1/toolkit/job/status"
 JOBS_STATUS_PATH = "/v1/toolkit/jobs/status"
+#: ``POST``: ask a job to stop (mounted with ``allow_cancel``).
 JOB_CANCEL_PATH = "/v1/toolkit/job/cancel"
 #: ``GET``: recent jobs, a page at a time.
 JOBS_PATH = "/v1/toolkit/jobs"
@@ -174,6 +177,12 @@ class StatusService:
             JOB_STATUS_PATH: Route("POST", self.job_status, "read"),
             JOBS_STATUS_PATH: Route("POST", self.jobs_status, "list"),
         }
+        # The spec's route, the one polled most, skips a frame: straight to the steps.
+        self.routes[JOB_STATUS_PATH] = Route(
+            "POST",
+            partial(self._answer, JOB_STATUS_PATH, self._read_job_request, self._job, "read"),
+            "read",
+        )
         self._canceller: JobTracker | None = None
         if allow_cancel:
             self._canceller = (
@@ -200,17 +209,20 @@ class StatusService:
         """The route answering ``path``, or None. ``/v1/toolkit/jobs/<id>`` is the job route
         for any ``<id>`` without a slash, except the paths of the other routes."""
         route = self.routes.get(path)
-        if route is None and path.startswith(_JOB_PREFIX):
+        return self._job_route(path) if route is None else route
+
+    def _job_route(self, path: str) -> Route | None:
+        if path.startswith(_JOB_PREFIX):
             job_id = path[len(_JOB_PREFIX) :]
             if job_id and "/" not in job_id:
                 return self.routes[JOB_PATH]
-        return route
+        return None
 
     def respond(self, request: Request) -> Reply | Pending:
         """Answer ``request``: a :class:`Reply`, or a :class:`~jobstatus.waiting.Pending`
         for a long-poll, which the adapter waits for. An unknown path is a JSON 404, another
         method a JSON 405 naming the route's method in ``Allow``."""
-        route = self.route(request.path)
+        route = self.routes.get(request.path) or self._job_route(request.path)
         if route is None:
             return Reply.json(404, {"message": f"Not found: {request.path}"})
         if request.method != route.method:
@@ -233,44 +245,44 @@ class StatusService:
     def job_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/status``: one job's record in an envelope; with ``"wait"``,
         held until the job changes from the version seen on arrival, ends, or the wait ends."""
-        return self._answer(JOB_STATUS_PATH, request, self._read_job_request, self._job, "read")
+        return self._answer(JOB_STATUS_PATH, self._read_job_request, self._job, "read", request)
 
     def job_cancel(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/cancel`` (with ``allow_cancel``): ask a job to stop. A 202
         envelope when a running job was asked to stop, a 200 one when the job is now (or
         already was) final; ``response`` is the record as stored after the call."""
         return self._answer(
-            JOB_CANCEL_PATH, request, self._read_job_request, self._cancel, "cancel"
+            JOB_CANCEL_PATH, self._read_job_request, self._cancel, "cancel", request
         )
 
     def jobs_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
-        return self._answer(JOBS_STATUS_PATH, request, self._read_jobs_request, self._jobs, "list")
+        return self._answer(JOBS_STATUS_PATH, self._read_jobs_request, self._jobs, "list", request)
 
     def get_job(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs/{job_id}``: the job's envelope with its ``ETag``; a 304 when
         ``If-None-Match`` matches, held with ``?wait=`` until the job changes."""
-        return self._answer(request.path, request, self._read_job_query, self._get, "read")
+        return self._answer(request.path, self._read_job_query, self._get, "read", request)
 
     def list_jobs(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs``: a page of recent jobs, newest first."""
-        return self._answer(JOBS_PATH, request, _read_query, self._list, "list")
+        return self._answer(JOBS_PATH, _read_query, self._list, "list", request)
 
     # -- the steps ---------------------------------------------------------------------------
 
     def _answer(
         self,
         endpoint: str,
-        request: Request,
         read: Callable[[Request], dict[str, Any]],
         respond: Callable[[str, dict[str, Any], Access, float], Reply | Pending],
         scope: str,
+        request: Request,
     ) -> Reply | Pending:
         """Authenticate, check the scope, read, respond; every failure becomes its documented
         answer. The scope is checked before the body and the store: a key without it gets a
         403 whatever job it names."""
         started = time.perf_counter()
-        payload: dict[str, Any] = {}
+        payload: dict[str, Any] | None = None
         try:
             access = self._authenticate(request, scope)
             payload = read(request)
@@ -278,7 +290,8 @@ class StatusService:
                 raise Unauthorized()  # a token reads its own job, nothing else
             return respond(endpoint, payload, access, started)
         except Exception as exc:
-            return self._answers.failure(endpoint, exc, payload.get("id"), started)
+            request_id = None if payload is None else payload.get("id")
+            return self._answers.failure(endpoint, exc, request_id, started)
 
     def _authenticate(self, request: Request, scope: str) -> Access:
         """The one place that decides who may ask: every route calls it first. A per-job
@@ -292,11 +305,14 @@ class StatusService:
 
     def _check_id(self, job_id: str) -> None:
         if not self._job_id.fullmatch(job_id):
-            raise InvalidRequest(
-                "job_id must be a UUID"
-                if self.job_id_pattern == UUID_PATTERN
-                else f"job_id does not match {self.job_id_pattern!r}"
-            )
+            self._refuse_id()
+
+    def _refuse_id(self) -> None:
+        raise InvalidRequest(
+            "job_id must be a UUID"
+            if self.job_id_pattern == UUID_PATTERN
+            else f"job_id does not match {self.job_id_pattern!r}"
+        )
 
     def _wait(self, seconds: object) -> float:
         """A request's ``wait``: a number of seconds in (0, max_wait], else a 400 (a query's
@@ -311,7 +327,8 @@ class StatusService:
 
     def _read_job_request(self, request: Request) -> dict[str, Any]:
         payload = self._validate_job(parse_json_body(request.body, max_bytes=self.max_body_bytes))
-        self._check_id(payload["job_id"])
+        if not self._job_id.fullmatch(payload["job_id"]):
+            self._refuse_id()
         if "wait" in payload:
             wait = payload["wait"]
             payload["wait"] = self._wait(None if isinstance(wait, str) else wait)
@@ -352,7 +369,9 @@ class StatusService:
             self._answers.success_body(
                 endpoint, 200, payload.get("id"), job_id, document_json(record), started
             ),
-            JSON_HEADERS if record.is_final else JSON_HEADERS + self._answers.retry_headers(record),
+            JSON_HEADERS
+            if record.job_status in FINAL_STATES
+            else JSON_HEADERS + self._answers.retry_headers(record),
         )
 
     def _get(
@@ -404,11 +423,14 @@ def _read_query(request: Request) -> dict[str, Any]:
     return dict(parse_query(request.query))
 
 
-def _cursor_material(api_keys: ApiKeys, token_secrets: Iterable[str] | None) -> list[str] | None:
-    """What cursors are signed with when no ``cursor_secret`` is given: the configured keys
-    (a mapping's keys) or, for a host's ``authorize`` callable, the token secrets."""
+def _cursor_material(api_keys: ApiKeys, token_secrets: Iterable[str] | None) -> list[bytes] | None:
+    """What cursors are signed with when no ``cursor_secret`` is given (UTF-8 bytes): the
+    configured keys (a mapping's keys) or, for a host's ``authorize`` callable, the token
+    secrets."""
     if api_keys is None:
         return None
     if callable(api_keys) and not isinstance(api_keys, Mapping):
-        return list(token_secrets or ())
-    return list(api_keys)
+        names: Iterable[str] = token_secrets or ()
+    else:
+        names = api_keys
+    return [str(name).encode("utf-8", "surrogateescape") for name in names]

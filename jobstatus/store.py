@@ -32,7 +32,7 @@ The contract, which a backend's docs and tests must meet:
   they must return quickly, must not call the store, and their exceptions are logged and
   otherwise ignored. :class:`Subscribers` does this bookkeeping for a backend.
 - :meth:`Subscription.close` is idempotent; once it returned no more callbacks start.
-- Optionally, :meth:`Subscription.flush` returns only once every change completed before the
+- Optionally, a subscription's ``flush()`` returns only once every change completed before the
   call was reported (the memory store calls back synchronously; the filesystem store reads
   the kernel's queue). A watcher whose subscription can flush answers a conditional request
   from what it was told, without a query; one that cannot always asks the store.
@@ -165,7 +165,7 @@ class Store(Protocol):
     ) -> None: ...
 
 
-#: What a subscription calls: a job id that changed, or None when changes may have been missed.
+#: What a subscription calls -- a job id that changed, or None when changes may have been missed.
 ChangeCallback = Callable[[str | None], None]
 
 

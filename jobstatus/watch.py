@@ -44,7 +44,7 @@ from jobstatus.errors import JobNotFound
 from jobstatus.record import JobRecord
 from jobstatus.store import Store, Subscription, subscribe
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "GONE", "State", "Waiter", "Watcher", "watcher_for"]
+__all__ = ["DEFAULT_POLL_INTERVAL", "GONE", "Gone", "State", "Waiter", "Watcher", "watcher_for"]
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +62,16 @@ _KNOWN_MAX = 4096
 _INVALIDATIONS_MAX = 16384
 
 
-class _Gone(enum.Enum):
+class Gone(enum.Enum):
+    """The one value :data:`GONE`."""
+
     GONE = "GONE"
 
 
 #: What a waiter learns when its job has no record any more.
-GONE = _Gone.GONE
-#: What the watcher hands a waiter: the job's current record, or :data:`GONE`.
-State = JobRecord | Literal[_Gone.GONE]
+GONE = Gone.GONE
+#: What the watcher hands a waiter -- the job's current record, or :data:`GONE`.
+State = JobRecord | Literal[Gone.GONE]
 
 
 class Waiter:
@@ -189,7 +191,7 @@ class Watcher:
         self.store = store
         self.poll_interval = poll_interval
         self.pid = os.getpid()
-        #: Store calls the watcher made (reads after changes, polls): for tests and benchmarks.
+        #: Store calls the watcher made (reads after changes, polls), for tests and benchmarks.
         self.queries = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)

@@ -17,8 +17,17 @@ from urllib.parse import parse_qsl
 from jobstatus.errors import InvalidRequest
 from jobstatus.record import dump_compact
 
-__all__ = ["JSON_HEADERS", "MAX_QUERY_FIELDS", "Reply", "Request", "dump_json", "parse_query"]
+__all__ = [
+    "JSON_HEADERS",
+    "MAX_QUERY_FIELDS",
+    "Reply",
+    "Request",
+    "StreamedReply",
+    "dump_json",
+    "parse_query",
+]
 
+#: The headers of every JSON answer.
 JSON_HEADERS = (("Content-Type", "application/json"),)
 #: A query string with more fields than this is refused with a 400.
 MAX_QUERY_FIELDS = 32
@@ -65,17 +74,12 @@ class Request:
 
 @dataclass(frozen=True)
 class Reply:
-    """An HTTP answer: status code, JSON body bytes, headers.
-
-    ``stream``, when set, holds the rest of the body after ``body``, as chunks to send as they
-    come (a long listing); :meth:`chunks` gives the whole body in order. A ``304`` has an empty
-    body and no ``Content-Type``.
-    """
+    """An HTTP answer: status code, JSON body bytes, headers. A ``304`` has an empty body and
+    no ``Content-Type``; a :class:`StreamedReply` has more body to come."""
 
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = JSON_HEADERS
-    stream: Iterable[bytes] | None = None
 
     @classmethod
     def json(cls, status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Reply:
@@ -87,15 +91,27 @@ class Reply:
         return cls.json(405, {"message": "Method not allowed"}, [("Allow", allow)])
 
     def chunks(self) -> Iterator[bytes]:
-        """The body, in order: ``body``, then the chunks of ``stream`` (read once)."""
+        """The whole body, in pieces."""
         if self.body:
             yield self.body
-        if self.stream is not None:
-            yield from self.stream
 
     def parsed(self) -> Any:
         """The body as Python objects (for tests and for hosts that re-serialise)."""
         return json.loads(b"".join(self.chunks()))
+
+
+@dataclass(frozen=True)
+class StreamedReply(Reply):
+    """A reply whose body goes on after ``body`` with the chunks of ``stream``, to send as
+    they come (a long listing; read it once). Adapters send it without a Content-Length."""
+
+    stream: Iterable[bytes] = ()
+
+    def chunks(self) -> Iterator[bytes]:
+        """``body``, then every chunk of ``stream``."""
+        if self.body:
+            yield self.body
+        yield from self.stream
 
 
 def parse_query(query: str) -> dict[str, str]:

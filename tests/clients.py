@@ -1,4 +1,5 @@
-"""One HTTP client per adapter, all with the same call shape, for the HTTP conformance suite.
+"""One HTTP client per adapter, all with the same call shape, for the HTTP conformance suite;
+:func:`call_wsgi`, the one in-process caller of a WSGI app that every test uses.
 
 A client is ``call(method, path, body=b"", headers=None) -> Answer``. Each adapter module
 registers a factory in ``ADAPTERS``: ``factory(service, dashboard=False, prefix="") -> client``
@@ -34,50 +35,93 @@ class Answer:
 Client = Callable[..., Answer]
 
 
+def call_wsgi(
+    app: Any,
+    method: str,
+    path: str,
+    body: bytes | io.IOBase = b"",
+    headers: Mapping[str, str] | None = None,
+    *,
+    content_length: int | None = None,
+    chunked: bool = False,
+) -> Answer:
+    """Call any WSGI ``app`` in-process, as a WSGI server would (PEP 3333's environ).
+
+    ``body`` is the request body, or a stream the app reads it from. ``Content-Length`` is
+    ``content_length`` if given, else the length of a ``bytes`` body; ``chunked`` sends no
+    length and marks the stream as terminated by the server, as for a chunked request. Header
+    values arrive as WSGI carries them: UTF-8 bytes decoded as latin-1.
+    """
+    path_info, _, query = path.partition("?")
+    stream = io.BytesIO(body) if isinstance(body, bytes) else body
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        # as a server does: unescaped, the bytes seen as latin-1 (PEP 3333)
+        "PATH_INFO": unquote_to_bytes(path_info).decode("latin-1"),
+        "QUERY_STRING": query,
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": stream,
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    if chunked:
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+        environ["wsgi.input_terminated"] = True
+    elif content_length is not None:
+        environ["CONTENT_LENGTH"] = str(content_length)
+    elif isinstance(body, bytes):
+        environ["CONTENT_LENGTH"] = str(len(body))
+    for name, value in (headers or {}).items():
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[key] = value
+        else:
+            environ[f"HTTP_{key}"] = value.encode("utf-8").decode("latin-1")
+    seen: dict[str, Any] = {}
+
+    def start_response(
+        status: str, response_headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        seen["status"] = int(status.split()[0])
+        seen["headers"] = {k.lower(): v for k, v in response_headers}
+        return lambda data: None  # the legacy write(): no app here uses it
+
+    result = app(environ, start_response)
+    try:
+        payload = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return Answer(seen["status"], seen["headers"], payload)
+
+
 def wsgi_client(service: StatusService, dashboard: bool = False, prefix: str = "") -> Client:
+    """The plain WSGI app of ``service``, through :func:`call_wsgi`; under ``prefix`` it is
+    mounted as a dispatcher mounts it (the prefix moves to ``SCRIPT_NAME``)."""
     from jobstatus.adapters.wsgi import make_app
 
-    app = make_app(service, dashboard=dashboard)
+    inner = make_app(service, dashboard=dashboard)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ["PATH_INFO"]
+        if not path.startswith(prefix):  # not this app's: the host answers
+            start_response("404 Not Found", [])
+            return [b""]
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = prefix, path[len(prefix) :]
+        return inner(environ, start_response)
 
     def call(
         method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
     ) -> Answer:
-        path, _, query = path.partition("?")
-        if not path.startswith(prefix):  # not this app's: the host answers
-            return Answer(404, {}, b"")
-        environ: dict[str, Any] = {
-            "REQUEST_METHOD": method,
-            # as a server does: unescaped, the bytes seen as latin-1 (PEP 3333); a mount
-            # prefix is SCRIPT_NAME
-            "SCRIPT_NAME": prefix,
-            "PATH_INFO": unquote_to_bytes(path[len(prefix) :]).decode("latin-1"),
-            "QUERY_STRING": query,
-            "SERVER_NAME": "test",
-            "SERVER_PORT": "80",
-            "wsgi.input": io.BytesIO(body),
-            "CONTENT_LENGTH": str(len(body)),
-            "wsgi.url_scheme": "http",
-        }
-        for name, value in (headers or {}).items():
-            key = name.upper().replace("-", "_")
-            if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-                environ[key] = value
-            else:  # WSGI carries header values as latin-1 decoded strings
-                environ[f"HTTP_{key}"] = value.encode("utf-8").decode("latin-1")
-        seen: dict[str, Any] = {}
-
-        def start_response(status: str, response_headers: list[tuple[str, str]]) -> None:
-            seen["status"] = int(status.split()[0])
-            seen["headers"] = {k.lower(): v for k, v in response_headers}
-
-        answer = app(environ, start_response)
-        try:
-            payload = b"".join(answer)
-        finally:
-            close = getattr(answer, "close", None)
-            if close is not None:  # as a WSGI server does (PEP 3333)
-                close()
-        return Answer(seen["status"], seen["headers"], payload)
+        return call_wsgi(app, method, path, body, headers)
 
     return call
 
@@ -140,6 +184,26 @@ def fastapi_client(service: StatusService, dashboard: bool = False, prefix: str 
     return call
 
 
+def asgi_scope(
+    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
+    """The ASGI scope of one HTTP/1.1 request from 127.0.0.1."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": headers,
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 5000),
+    }
+
+
 def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[Answer, int]:
     """POST to the ASGI ``app`` a body that never ends, one ``chunk`` per ``receive()``: the
     answer, and how many chunks the app pulled before it answered."""
@@ -156,21 +220,8 @@ def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"x-api-key", api_key.encode()), (b"content-type", b"application/json")],
-        "server": ("test", 80),
-        "client": ("127.0.0.1", 5000),
-    }
-    asyncio.run(app(scope, receive, send))
+    headers = [(b"x-api-key", api_key.encode()), (b"content-type", b"application/json")]
+    asyncio.run(app(asgi_scope("POST", path, b"", headers), receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")

@@ -2,8 +2,9 @@
 writer process updates 100 jobs in a loop: only 200s and 404s, every answer the job asked for,
 nothing in gunicorn's error log, and every record's final state the writer's last write.
 
-The scenario is benchmarks/bench_load.py's; the figures (p50/p99, requests and writes per
-second) are printed on the terminal and copied into docs/reliability.rst.
+The scenario is :mod:`jobstatus.testing.load` (benchmarks/bench_load.py reports the same one);
+the figures (p50/p99, requests and writes per second) are printed on the terminal and copied
+into docs/reliability.rst.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from jobstatus.testing.load import JOBS, run_load
 from tests.conftest import service_unavailable
-from tests.test_faults import bench_load, report
+from tests.figures import report
 
 pytestmark = [pytest.mark.slow, pytest.mark.extras]
 
@@ -61,7 +63,7 @@ def test_under_load_nothing_fails_and_nothing_is_lost(
     store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: Any
 ) -> None:
     name = request.node.callspec.id
-    result = bench_load().run_load(name, store_url, seconds=SECONDS, work_dir=tmp_path)
+    result = run_load(name, store_url, seconds=SECONDS, work_dir=tmp_path)
     figures = result.figures()
     report(capsys, f"load {name}", **figures)
     load = result.load
@@ -69,6 +71,6 @@ def test_under_load_nothing_fails_and_nothing_is_lost(
     assert {"200", "404"} <= set(load.statuses)
     assert load.unexpected == 0, load  # only 200 and 404, no connection error, no timeout
     assert load.bad_bodies == 0
-    assert result.writes >= bench_load().JOBS  # the writer went round every job
+    assert result.writes >= JOBS  # the writer went round every job
     assert result.final_state_mismatches == []
     assert result.error_log_problems == []

@@ -8,7 +8,9 @@ conditional write) can keep a finished job finished. Memory is per process, so i
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,8 @@ RUNNERS = 4
 JOBS = 12  # races per test: a read-then-write window shows up in one of them
 EARLY_RUNNING_WRITES = 3  # the finisher writes "running" a few times before "done"
 SEEN_DONE = 3  # a runner moves on once its "running" was refused this many times
-MAX_WRITES = 2_000  # per job and runner: a store that never says "done" fails, not hangs
+#: A bound on a race, never reached while the processes run: a store that hangs fails the test.
+CAP_SECONDS = 300.0
 
 
 class Target(NamedTuple):
@@ -31,25 +34,30 @@ class Target(NamedTuple):
     options: dict[str, Any]
 
 
-def _runner(target: Target, prefix: str, start: Any, results: Any) -> None:
-    """Write "running" to each job until the store has refused it SEEN_DONE times."""
+def _runner(target: Target, prefix: str, start: Any, finished: Any, results: Any) -> None:
+    """Write "running" to each job until the store has refused it SEEN_DONE times. Once the
+    finisher has written "done" everywhere, every write must be refused: a store that takes
+    one more "running" then ends the job's count short (the test fails), it never loops on."""
     refused_per_job = []
+    cap = time.monotonic() + CAP_SECONDS
     with open_store(target.url, **target.options) as store:
         start.wait(60)
         for job in range(JOBS):
             record = JobRecord(
                 job_id=f"{prefix}-{job}", job_status="running", response={"writer": "runner"}
             )
-            refused = writes = 0
-            while refused < SEEN_DONE and writes < MAX_WRITES:
-                writes += 1
+            refused = 0
+            while refused < SEEN_DONE and time.monotonic() < cap:
+                done_everywhere = finished.is_set()  # before the write: "done" is stored
                 if store.put(record).job_status == "done":
                     refused += 1
+                elif done_everywhere:
+                    break  # "running" taken over a finished job
             refused_per_job.append(refused)
     results.put(("runner", refused_per_job))
 
 
-def _finisher(target: Target, prefix: str, start: Any, results: Any) -> None:
+def _finisher(target: Target, prefix: str, start: Any, finished: Any, results: Any) -> None:
     with open_store(target.url, **target.options) as store:
         start.wait(60)
         for job in range(JOBS):
@@ -57,23 +65,37 @@ def _finisher(target: Target, prefix: str, start: Any, results: Any) -> None:
             for _ in range(EARLY_RUNNING_WRITES):
                 store.put(JobRecord(job_id=job_id, job_status="running"))
             store.put(JobRecord(job_id=job_id, job_status="done", response={"writer": "done"}))
+    finished.set()
     results.put(("finisher", []))
+
+
+def collect(results: Any, processes: list[Any]) -> list[Any]:
+    """One result from each of ``processes``; fails as soon as one of them has died without
+    giving its result, rather than waiting for it."""
+    got: list[Any] = []
+    cap = time.monotonic() + CAP_SECONDS + 60
+    while len(got) < len(processes):
+        try:
+            got.append(results.get(timeout=0.5))
+        except queue.Empty:
+            codes = [p.exitcode for p in processes]
+            assert not any(code not in (None, 0) for code in codes), f"exit codes {codes}"
+            assert time.monotonic() < cap, "the processes never gave their results"
+    return got
 
 
 def race(target: Target) -> list[list[int]]:
     """Run the race in RUNNERS + 1 fresh processes; return each runner's refusals per job."""
     context = multiprocessing.get_context("spawn")
-    start, results = context.Event(), context.Queue()
+    start, finished, results = context.Event(), context.Event(), context.Queue()
     prefix = f"race-{uuid.uuid4().hex[:12]}"
-    processes = [
-        context.Process(target=_runner, args=(target, prefix, start, results))
-        for _ in range(RUNNERS)
-    ]
-    processes.append(context.Process(target=_finisher, args=(target, prefix, start, results)))
+    args = (target, prefix, start, finished, results)
+    processes = [context.Process(target=_runner, args=args) for _ in range(RUNNERS)]
+    processes.append(context.Process(target=_finisher, args=args))
     for process in processes:
         process.start()
     start.set()
-    reports = [results.get(timeout=120) for _ in processes]
+    reports = collect(results, processes)
     for process in processes:
         process.join(30)
     assert [p.exitcode for p in processes] == [0] * len(processes)
@@ -178,7 +200,7 @@ def test_conditional_writes_from_other_processes_lose_no_update(target: Target) 
     for process in processes:
         process.start()
     start.set()
-    conflicts = [results.get(timeout=300) for _ in processes]
+    conflicts = collect(results, processes)
     for process in processes:
         process.join(30)
     assert [p.exitcode for p in processes] == [0] * len(processes)

@@ -26,18 +26,12 @@ from jobstatus import (  # noqa: E402
     open_store,
 )
 from jobstatus.backends.redis import RedisStore  # noqa: E402
+from tests.figures import report  # noqa: E402
+from tests.forks import FORK_WORKERS, check_fork_load, serve_preloaded  # noqa: E402
+from tests.outages import check_phases, through_an_outage  # noqa: E402
 from tests.redis_server import RedisServer, shared_prefix, shared_redis_url  # noqa: E402
+from tests.staging import JOB_ID, KEY  # noqa: E402
 from tests.tcp_proxy import TcpProxy  # noqa: E402
-from tests.test_faults import (  # noqa: E402
-    FORK_WORKERS,
-    JOB_ID,
-    KEY,
-    check_fork_load,
-    check_phases,
-    report,
-    serve_preloaded,
-    through_an_outage,
-)
 
 pytestmark = [pytest.mark.extras, pytest.mark.services]
 

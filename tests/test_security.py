@@ -35,7 +35,7 @@ from jobstatus.schema import DEFAULT_MAX_BODY_BYTES
 from jobstatus.service import JOB_STATUS_PATH, JOBS_STATUS_PATH
 from jobstatus.store import Store
 from tests import s3_server
-from tests.clients import ADAPTERS, post_endless_body
+from tests.clients import ADAPTERS, call_wsgi, post_endless_body
 
 ANY_ID = r"(?s).*"
 CANARY = "CANARY-9d2e7b41c0a8"
@@ -173,36 +173,6 @@ class CountingStream(io.RawIOBase):
         return super().read(size) or b""
 
 
-def wsgi_environ(stream: CountingStream, declared: int | None) -> dict[str, Any]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": JOB_STATUS_PATH,
-        "SERVER_NAME": "test",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.input": stream,
-        "wsgi.url_scheme": "http",
-        "HTTP_X_API_KEY": KEYS[0],
-        "CONTENT_TYPE": "application/json",
-    }
-    if declared is not None:
-        environ["CONTENT_LENGTH"] = str(declared)
-    else:  # a chunked body: the server says so and gives no length
-        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
-        environ["wsgi.input_terminated"] = True
-    return environ
-
-
-def call_wsgi(app: Any, environ: dict[str, Any]) -> tuple[int, bytes]:
-    seen: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
-        seen["status"] = int(status.split()[0])
-
-    body = b"".join(app(environ, start_response))
-    return seen["status"], body
-
-
 def wsgi_apps(service: StatusService) -> Iterator[tuple[str, Any]]:
     yield "wsgi", make_app(service)
     with contextlib.suppress(ImportError):
@@ -220,9 +190,17 @@ def test_an_oversized_body_is_refused_unread_by_wsgi_apps(declared: int | None) 
     service = StatusService(MemoryStore(), api_keys=KEYS)
     for name, app in wsgi_apps(service):
         stream = CountingStream()
-        status, body = call_wsgi(app, wsgi_environ(stream, declared))
-        assert status == 400, name
-        assert json.loads(body) == {
+        answer = call_wsgi(
+            app,
+            "POST",
+            JOB_STATUS_PATH,
+            stream,
+            {"x-api-key": KEYS[0], "content-type": "application/json"},
+            content_length=declared,
+            chunked=declared is None,
+        )
+        assert answer.status == 400, name
+        assert answer.json() == {
             "message": f"Invalid payload: body is larger than {DEFAULT_MAX_BODY_BYTES} bytes"
         }
         # The limit plus one byte, and at most one buffer's worth more.

@@ -21,6 +21,7 @@ from jobstatus import JobRecord, StatusService, StorageError
 from jobstatus.backends.memory import MemoryStore
 from jobstatus.watch import GONE, Watcher, watcher_for
 from jobstatus.wire import Request
+from tests.clients import asgi_scope
 
 KEY = "watch-key"
 JOB = "/v1/toolkit/jobs/"
@@ -240,21 +241,8 @@ def asgi_get(app: Any, path: str, query: str, etag: str, leave: asyncio.Event) -
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(b"x-api-key", KEY.encode()), (b"if-none-match", etag.encode())],
-        "server": ("test", 80),
-        "client": ("127.0.0.1", 5000),
-    }
-    return app(scope, receive, send), sent
+    headers = [(b"x-api-key", KEY.encode()), (b"if-none-match", etag.encode())]
+    return app(asgi_scope("GET", path, query.encode(), headers), receive, send), sent
 
 
 def fastapi_app(service: StatusService) -> Any:

@@ -132,7 +132,7 @@ async def _disconnected(request: Request) -> None:
 
 
 def _response(reply: Reply) -> Response:
-    if reply.stream is not None:
+    if isinstance(reply, wire.StreamedReply):
         return StreamingResponse(
             reply.chunks(), status_code=reply.status, headers=dict(reply.headers)
         )

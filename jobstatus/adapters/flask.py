@@ -21,7 +21,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from jobstatus.dashboard import DASHBOARD_ROUTES, Dashboard
 from jobstatus.service import Reply, StatusService
-from jobstatus.wire import Request
+from jobstatus.wire import Request, StreamedReply
 
 __all__ = ["METHODS", "make_blueprint"]
 
@@ -100,7 +100,7 @@ def _read_at_most(stream: IO[bytes], size: int) -> bytes:
 
 
 def _response(reply: Reply) -> Response:
-    body: Any = reply.body if reply.stream is None else reply.chunks()
+    body: Any = reply.chunks() if isinstance(reply, StreamedReply) else reply.body
     response = Response(body, status=reply.status, headers=list(reply.headers))
     if reply.status == 304:
         del response.headers["Content-Type"]  # Flask's default; a 304 has no body

@@ -73,15 +73,13 @@ def make_app(service: StatusService, *, dashboard: bool = False) -> WSGIApp:
         # WSGI decodes headers as latin-1; keys are UTF-8 (ASCII reads the same in both)
         if key is not None and not key.isascii():
             key = key.encode("latin-1").decode("utf-8", "surrogateescape")
-        request = Request(
-            method,
-            path,
-            read_body(environ, service.max_body_bytes) if method == "POST" else b"",
-            key,
-            environ.get("QUERY_STRING") or "",
-            environ.get("HTTP_IF_NONE_MATCH"),
-            environ.get("HTTP_AUTHORIZATION"),
-        )
+        if method == "POST":
+            body = read_body(environ, service.max_body_bytes)
+            request = Request(method, path, body, key, "", None, environ.get("HTTP_AUTHORIZATION"))
+        else:
+            query, condition = environ.get("QUERY_STRING") or "", environ.get("HTTP_IF_NONE_MATCH")
+            authorization = environ.get("HTTP_AUTHORIZATION")
+            request = Request(method, path, b"", key, query, condition, authorization)
         outcome = service.respond(request)
         return _send(outcome if isinstance(outcome, Reply) else outcome.result(), start_response)
 
@@ -90,11 +88,8 @@ def make_app(service: StatusService, *, dashboard: bool = False) -> WSGIApp:
 
 def _send(reply: Reply, start_response: Callable[..., Any]) -> Iterable[bytes]:
     status = _STATUS_LINES.get(reply.status) or str(reply.status)
-    if reply.stream is not None:
-        start_response(status, list(reply.headers))
-        return reply.chunks()
-    if reply.status == 304:
-        start_response(status, list(reply.headers))
-        return []
-    start_response(status, [*reply.headers, ("Content-Length", str(len(reply.body)))])
-    return [reply.body]
+    if reply.__class__ is Reply and reply.status != 304:
+        start_response(status, [*reply.headers, ("Content-Length", str(len(reply.body)))])
+        return [reply.body]
+    start_response(status, list(reply.headers))  # streamed, or a 304: no length
+    return reply.chunks()

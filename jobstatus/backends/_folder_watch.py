@@ -214,6 +214,11 @@ class FolderWatch:
 
     def flush(self) -> None:
         """Report every change finished before the call, in this thread."""
+        watch = self._watch
+        if watch is not None and watch.generation == HUB.generation:  # the usual case, quick
+            HUB.flush()
+            if self._watch is not None:
+                return
         with HUB.lock:
             if self._ensure():
                 HUB.flush()

@@ -7,15 +7,18 @@ the C library. Where they are missing (not Linux) :data:`AVAILABLE` is False and
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import itertools
 import logging
 import os
 import select
 import struct
 import sys
+import termios
 import threading
 import weakref
 from collections.abc import Callable
@@ -121,6 +124,7 @@ class Hub:
         self._reader: threading.Thread | None = None
         self._wake_w = -1
         self._retries: dict[int, weakref.WeakMethod[Callable[[], bool]]] = {}
+        self._pending_bytes = array.array("i", [0])
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's instance, thread and lock (which another thread of the parent
@@ -185,9 +189,14 @@ class Hub:
     def flush(self) -> None:
         """Read every queued event now and hand it to its handlers, in this thread."""
         with self.lock:
-            if self._fd < 0 or self._pid != os.getpid():
+            fd = self._fd
+            if fd < 0 or self._pid != os.getpid():
                 return
-            for wd, event in _read_events(self._fd):
+            # How many bytes wait: one cheap system call, and nothing to do when none do.
+            fcntl.ioctl(fd, termios.FIONREAD, self._pending_bytes, True)
+            if not self._pending_bytes[0]:
+                return
+            for wd, event in _read_events(fd):
                 if event.mask & IN_Q_OVERFLOW:  # wd -1: every folder may have missed events
                     targets = [h for hs in self._handlers.values() for h in hs.values()]
                 else:

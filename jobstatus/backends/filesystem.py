@@ -188,7 +188,7 @@ class FileSystemStore(BaseStore):
     def subscribe(self, callback: ChangeCallback) -> Subscription:
         """Call ``callback(job_id)`` after each change of a record file made by any process on
         this machine, from a thread of the store (see "Change notification" in
-        :mod:`jobstatus.store`); the subscription can :meth:`flush`. Raises
+        :mod:`jobstatus.store`); the subscription can ``flush()``. Raises
         :class:`~jobstatus.StorageError` when notification is off or unavailable (not Linux,
         ``notify=False``, no ``jobs/`` folder yet, the kernel's inotify limits reached)."""
         if self._watch is None:
