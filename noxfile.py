@@ -35,6 +35,8 @@ SERVICE_TOOLS = [
     "schemathesis>=3.30",
     "openapi-spec-validator",
     "dramatiq[redis]>=2.0",
+    "selenium>=4.20",  # the dashboard's browser tests (Chromium from the system's packages)
+    "hatchling>=1.24",  # the test that the wheel ships the dashboard's files
 ]
 #: ``patch = ["subprocess"]`` (pyproject) needs coverage 7.10: the xdist workers and the
 #: processes the tests start (the CLI, writers, gunicorn) are measured too.
@@ -129,6 +131,7 @@ def docs(session: nox.Session) -> None:
         "httpx2",
         PLOTTING,
         "standardwebhooks>=1.0",
+        "selenium>=4.20",  # the dashboard's screenshots (Chromium from the system's packages)
     )
     session.run("python", "benchmarks/plot.py")
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
@@ -144,7 +147,7 @@ def docs(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks (not part of CI), then draw their charts: the figures land in
     benchmarks/results/, the charts in docs/_static/benchmarks/."""
-    tools = ["moto[server]>=5", "celery>=5.3", "rq>=2", "hiredis", PLOTTING]
+    tools = ["moto[server]>=5", "celery>=5.3", "rq>=2", "hiredis", "selenium>=4.20", PLOTTING]
     session.install("-e", ".[all,testing]", *tools)
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):

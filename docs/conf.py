@@ -44,6 +44,9 @@ if (DOCS / "_ext" / "cli_reference.py").exists():
     extensions.append("cli_reference")
 # The state diagram (``.. job-state-diagram::``), drawn from jobstatus.JobState with matplotlib.
 extensions.append("state_diagram")
+# The dashboard's screenshots (``.. dashboard-screenshot::``): taken with headless Chromium when
+# it and selenium are installed, else the committed ones in _ext/dashboard/.
+extensions.append("dashboard_screenshots")
 
 exclude_patterns = ["_build"]
 templates_path: list[str] = []

@@ -31,6 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from jobstatus import wire
 from jobstatus.adapters import _openapi
+from jobstatus.dashboard import DASHBOARD_ROUTES, Dashboard
 from jobstatus.service import Reply, StatusService
 
 __all__ = ["API_KEY_HEADER", "METHODS", "make_router"]
@@ -41,9 +42,16 @@ API_KEY_HEADER = APIKeyHeader(name="x-api-key", auto_error=False)
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
-def make_router(service: StatusService) -> APIRouter:
-    """A router answering ``service``'s routes; include it with any ``prefix``."""
+def make_router(service: StatusService, *, dashboard: bool = False) -> APIRouter:
+    """A router answering ``service``'s routes, and with ``dashboard`` the job dashboard at
+    ``/v1/toolkit/dashboard/`` (not in the OpenAPI document); include it with any ``prefix``."""
     router = APIRouter()
+    if dashboard:
+        pages = Dashboard.for_service(service)
+        for path in DASHBOARD_ROUTES:
+            router.add_api_route(
+                path, _page(pages, path), methods=[*METHODS, "HEAD"], include_in_schema=False
+            )
     for path, route in service.routes.items():  # exact paths before /v1/toolkit/jobs/{job_id}
         operation = _openapi.operation(path)
         endpoint = _endpoint(service, path)
@@ -101,6 +109,15 @@ def _endpoint(service: StatusService, path: str) -> Callable[[Request], Awaitabl
         reply = await outcome.result_async(_disconnected(request))
         if reply is None:  # the client left while waiting: nobody reads this
             return Response(status_code=499)
+        return _response(reply)
+
+    return endpoint
+
+
+def _page(pages: Dashboard, path: str) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        asked = path.format(**request.path_params) if request.path_params else path
+        reply = pages.respond(request.method, asked, request.headers.get("if-none-match"))
         return _response(reply)
 
     return endpoint

@@ -19,6 +19,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
     raise missing_extra("flask", exc) from exc
 
+from jobstatus.dashboard import DASHBOARD_ROUTES, Dashboard
 from jobstatus.service import Reply, StatusService
 from jobstatus.wire import Request, StreamedReply
 
@@ -29,14 +30,27 @@ __all__ = ["METHODS", "make_blueprint"]
 METHODS = ("GET", "POST", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
-def make_blueprint(service: StatusService, name: str = "jobstatus") -> Blueprint:
-    """A blueprint answering ``service``'s routes; mount it with any ``url_prefix``."""
+def make_blueprint(
+    service: StatusService, name: str = "jobstatus", *, dashboard: bool = False
+) -> Blueprint:
+    """A blueprint answering ``service``'s routes, and with ``dashboard`` the job dashboard
+    at ``/v1/toolkit/dashboard/``; mount it with any ``url_prefix``."""
     blueprint = Blueprint(name, __name__)
-    for index, path in enumerate(service.routes):
+    rules = [
+        (path.replace("{job_id}", "<job_id>"), f"route{index}", _view(service, path))
+        for index, path in enumerate(service.routes)
+    ]
+    if dashboard:
+        pages = Dashboard.for_service(service)
+        rules += [
+            (path.replace("{name}", "<name>"), f"dashboard{index}", _page(pages, path))
+            for index, path in enumerate(DASHBOARD_ROUTES)
+        ]
+    for rule, endpoint, view in rules:
         blueprint.add_url_rule(
-            path.replace("{job_id}", "<job_id>"),
-            endpoint=f"route{index}",
-            view_func=_view(service, path),
+            rule,
+            endpoint=endpoint,
+            view_func=view,
             methods=METHODS,
             provide_automatic_options=False,
         )
@@ -63,6 +77,15 @@ def _view(service: StatusService, path: str) -> Callable[..., Response]:
             )
         )
         return _response(answer if isinstance(answer, Reply) else answer.result())
+
+    return view
+
+
+def _page(pages: Dashboard, path: str) -> Callable[..., Response]:
+    def view(**params: Any) -> Response:
+        asked = path.format(**params) if params else path
+        reply = pages.respond(request.method, asked, request.headers.get("If-None-Match"))
+        return _response(reply)
 
     return view
 
