@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from jobstatus.freshness import etag, parse_if_none_match
+from jobstatus._freshness import etag, parse_if_none_match
 from jobstatus.service import JOB_CANCEL_PATH, Reply, StatusService, dump_json
 
 __all__ = [
