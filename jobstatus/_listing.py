@@ -83,12 +83,16 @@ def status_filter(value: object) -> tuple[str, ...] | None:
     return states
 
 
+#: The largest number a query parameter takes (the OpenAPI document says so too).
+MAX_NUMBER = 1e300
+
+
 def number(name: str, text: str) -> float:
     """A query parameter that must be a non-negative decimal number (an exponent allowed)."""
     if not _NUMBER.fullmatch(text):
         raise InvalidRequest(f"{name} must be a number, got {text[:40]!r}")
     value = float(text)
-    if not math.isfinite(value):
+    if not value <= MAX_NUMBER:  # inf and nan too
         raise InvalidRequest(f"{name} is too large")
     return value
 

@@ -75,9 +75,9 @@ def parse_json_body(body: bytes, *, max_bytes: int, allow_empty: bool = False) -
     """Decode a request body; every way it can be malformed is an :class:`InvalidRequest`."""
     if len(body) > max_bytes:
         raise InvalidRequest(f"body is larger than {max_bytes} bytes")
+    if not body and allow_empty:  # no body at all: the route's defaults
+        return {}
     if not body or body.isspace():  # (no copy of the body, as strip() would make)
-        if allow_empty:
-            return {}
         raise InvalidRequest("missing JSON body")
     try:
         text = body.decode("utf-8")

@@ -552,7 +552,7 @@ def test_schemathesis_with_every_check(
         )
 
         @given(case=strategy, key=st.sampled_from([*KEYS, None]))
-        @settings(max_examples=300, deadline=None, database=None,
+        @settings(max_examples=300, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))  # fmt: skip
         def run(case: Any, key: str | None) -> None:
             nonlocal cases

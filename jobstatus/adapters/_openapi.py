@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from jobstatus._listing import MAX_LIMIT
+from jobstatus._listing import MAX_LIMIT, MAX_NUMBER
 from jobstatus._schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA, STATES_PATTERN
 from jobstatus.access import Access
 from jobstatus.errors import JobNotFound, StorageError
@@ -170,7 +170,7 @@ def parameters(service: StatusService, path: str) -> list[dict[str, Any]]:
                 "name": "since_seconds",
                 "in": "query",
                 "description": "The window: jobs updated in the last so many seconds (600)",
-                "schema": {"type": "number", "minimum": 0, "maximum": 1e300},
+                "schema": {"type": "number", "minimum": 0, "maximum": MAX_NUMBER},
             },
             {
                 "name": "limit",
