@@ -77,7 +77,7 @@ def status_filter(value: object) -> tuple[str, ...] | None:
     names = value.split(",") if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise InvalidRequest("status must be a state or a list of states")
-    states = tuple(dict.fromkeys(name.strip() for name in names))
+    states = tuple(dict.fromkeys(names))
     if not states or not all(states):
         raise InvalidRequest("status names an empty state")
     return states
