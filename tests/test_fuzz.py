@@ -396,7 +396,7 @@ def check_answer(answer: Answer, request: Request, tally: Tally, adapter: str) -
 
 def comparable(parsed: Any) -> Any:
     """An answer without what differs from call to call: the measured times, and a page's
-    cursor, which holds the window's start (now − since_seconds) and so the moment of the
+    cursor, which holds the window's start (now - since_seconds) and so the moment of the
     call (only whether there is one must agree)."""
     if not isinstance(parsed, dict):
         return parsed
