@@ -27,13 +27,16 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
 ROOT = Path(__file__).resolve().parent
-TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5"]
+# standardwebhooks: the reference verifier the webhook tests check signatures with.
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6.100", "pytest-xdist>=3.5", "standardwebhooks>=1.0"]
 SERVICE_TOOLS = [
     "moto[server]>=5",
     "httpx",
     "schemathesis>=3.30",
     "openapi-spec-validator",
-    "celery>=5.3",
+    "dramatiq[redis]>=2.0",
+    "selenium>=4.20",  # the dashboard's browser tests (Chromium from the system's packages)
+    "hatchling>=1.24",  # the test that the wheel ships the dashboard's files
 ]
 #: ``patch = ["subprocess"]`` (pyproject) needs coverage 7.10: the xdist workers and the
 #: processes the tests start (the CLI, writers, gunicorn) are measured too.
@@ -118,8 +121,19 @@ def docs(session: nox.Session) -> None:
     as errors and run their doctests; ``nox -s docs -- serve`` also serves them on
     http://127.0.0.1:8000."""
     # The FastAPI examples in the docs run through starlette's TestClient, which needs httpx2.
-    # matplotlib draws the benchmark charts and the docs' state diagram.
-    session.install("-e", ".[all,testing]", "sphinx>=7", "furo", "httpx", "httpx2", PLOTTING)
+    # matplotlib draws the benchmark charts and the docs' state diagram; standardwebhooks
+    # verifies the webhooks page's receivers.
+    session.install(
+        "-e",
+        ".[all,testing]",
+        "sphinx>=7",
+        "furo",
+        "httpx",
+        "httpx2",
+        PLOTTING,
+        "standardwebhooks>=1.0",
+        "selenium>=4.20",  # the dashboard's screenshots (Chromium from the system's packages)
+    )
     session.run("python", "benchmarks/plot.py")
     common = ["-E", "-W", "--keep-going", "-n", "docs"]
     session.run("sphinx-build", "-b", "doctest", *common, "docs/_build/doctest")
@@ -134,7 +148,7 @@ def docs(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     """Run the benchmarks (not part of CI), then draw their charts: the figures land in
     benchmarks/results/, the charts in docs/_static/benchmarks/."""
-    tools = ["moto[server]>=5", "celery>=5.3", "rq>=2", "hiredis", PLOTTING]
+    tools = ["moto[server]>=5", "celery>=5.3", "rq>=2", "hiredis", "selenium>=4.20", PLOTTING]
     session.install("-e", ".[all,testing]", *tools)
     for script in sorted(os.listdir("benchmarks")):
         if script.startswith("bench_") and script.endswith(".py"):

@@ -9,7 +9,7 @@ Python one (threads, one connection per request); the figures name which one ran
     python benchmarks/bench_load.py [--seconds 30] [--stores file,sqlite,postgresql,s3]
 
 PostgreSQL is expected on 127.0.0.1:5432 (user postgres, database test); the S3 endpoint is
-moto's server, started here. The scenario is :mod:`jobstatus.testing.load`, which
+moto's server, started here. The scenario is :mod:`jobstatus.testing._load`, which
 ``tests/test_load.py`` asserts on.
 """
 
@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from jobstatus.testing.load import LoadResult, run_load
+from jobstatus.testing._load import LoadResult, run_load
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "load.json"

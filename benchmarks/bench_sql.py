@@ -92,13 +92,17 @@ class Database:
 
 
 def upsert_sql(table: str, p: str) -> str:
-    """The store's guarded upsert, written out for the raw driver."""
+    """The store's guarded upsert (final is final, an expired row counts as none), written out
+    for the raw driver; parameters: job_id, job_status, document, updated_at, now."""
     return (
-        f"INSERT INTO {table} (job_id, job_status, document, updated_at, version) "
-        f"VALUES ({p}, {p}, {p}, {p}, 1) ON CONFLICT (job_id) DO UPDATE SET "
+        f"INSERT INTO {table} (job_id, job_status, document, updated_at, version, expires_at, "
+        f"owner) VALUES ({p}, {p}, {p}, {p}, 1, NULL, NULL) ON CONFLICT (job_id) DO UPDATE SET "
         "job_status = excluded.job_status, document = excluded.document, "
-        f"updated_at = excluded.updated_at, version = {table}.version + 1 "
-        f"WHERE {table}.job_status NOT IN ('done', 'failed') RETURNING updated_at"
+        f"updated_at = excluded.updated_at, version = {table}.version + 1, "
+        "expires_at = excluded.expires_at, owner = excluded.owner "
+        f"WHERE {table}.job_status NOT IN ('cancelled', 'done', 'failed') "
+        f"OR {table}.expires_at IS NOT NULL AND {table}.expires_at <= {p} "
+        "RETURNING updated_at, version"
     )
 
 
@@ -109,8 +113,8 @@ def bench_writes(db: Database, rounds: int, seconds: float) -> dict[str, Any]:
     records = [one_kb_record(job_id, "running") for job_id in IDS]
     store = open_sql_store(db.url, table_name=db.table("put"))
     raw_table = db.table("raw")
-    twin = open_sql_store(db.url, table_name=raw_table)  # the same table, made by the store
-    twin._prepare()
+    twin = open_sql_store(db.url, table_name=raw_table)  # the same table as the store's
+    twin.table.create(twin.engine)
     twin.close()
     raw = db.raw()
     statement = upsert_sql(raw_table, db.param())
@@ -118,7 +122,8 @@ def bench_writes(db: Database, rounds: int, seconds: float) -> dict[str, Any]:
     def raw_put(n: int) -> None:
         record = records[n % len(records)]
         doc = json.dumps(record.to_dict(), ensure_ascii=False)
-        cursor = raw.execute(statement, (record.job_id, record.job_status, doc, time.time()))
+        now = time.time()
+        cursor = raw.execute(statement, (record.job_id, record.job_status, doc, now, now))
         cursor.fetchone()
         raw.commit()
 
@@ -254,7 +259,7 @@ def bench_lookups(db: Database, rounds: int, seconds: float) -> dict[str, Any]:
 
 def fill(db: Database, store: SQLStore, rows: int, recent: int, now: float) -> float:
     """``rows - recent`` rows from 30 days ago down, ``recent`` in the last 500 s; seconds."""
-    store._prepare()
+    store.table.create(store.engine)
     table = store.table.name
     doc = (
         '\'{"job_status": "done", "job_id": "job-\' || g || \'", "queue_id": 1, '
@@ -333,12 +338,22 @@ def bench_list(db: Database, rows: int, recent: int, repeats: int) -> dict[str, 
 
 
 def explain(db: Database, store: SQLStore, since: float) -> list[str]:
-    """The plan of the page query ``list`` runs, as the database prints it."""
-    query = store._list_query(since=since, limit=store.batch_size)
-    sql = str(query.compile(dialect=store.engine.dialect, compile_kwargs={"literal_binds": True}))
+    """The plan of the first page query ``list(since=since)`` runs, as the database prints it
+    (the statement is taken as SQLAlchemy sends it to the driver)."""
+    sent: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", before)
+    try:
+        next(store.list(since=since), None)
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", before)
+    statement, parameters = sent[-1]
     prefix = "EXPLAIN QUERY PLAN " if db.name == "sqlite" else "EXPLAIN (ANALYZE, COSTS OFF) "
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(prefix + sql).all()
+        rows = conn.exec_driver_sql(prefix + statement, parameters).all()
     return [str(row[-1]) for row in rows]
 
 

@@ -44,6 +44,9 @@ if (DOCS / "_ext" / "cli_reference.py").exists():
     extensions.append("cli_reference")
 # The state diagram (``.. job-state-diagram::``), drawn from jobstatus.JobState with matplotlib.
 extensions.append("state_diagram")
+# The dashboard's screenshots (``.. dashboard-screenshot::``): taken with headless Chromium when
+# it and selenium are installed, else the committed ones in _ext/dashboard/.
+extensions.append("dashboard_screenshots")
 
 exclude_patterns = ["_build"]
 templates_path: list[str] = []
@@ -83,11 +86,13 @@ PLUGIN_EXAMPLE = {str(DOCS / "plugin_example")!r}
 # typing are resolved by Sphinx itself) or third-party types to. These are the ones our
 # signatures and docstrings use; every reference to jobstatus itself must resolve.
 _STDLIB_MODULES = [
-    "_thread", "argparse", "collections", "datetime", "enum", "os", "pathlib", "threading",
-    "types", "urllib",
+    "_thread", "argparse", "collections", "concurrent", "contextvars", "datetime", "enum", "http",
+    "ipaddress", "os", "pathlib", "queue", "random", "socket", "ssl", "threading", "types",
+    "urllib",
 ]  # fmt: skip
 _THIRD_PARTY_MODULES = [
-    "fastapi", "flask", "fsspec", "hypothesis", "redis", "sqlalchemy", "st", "starlette",
+    "celery", "dramatiq", "fastapi", "flask", "fsspec", "hypothesis", "redis", "rq", "sqlalchemy",
+    "st", "starlette",
 ]  # fmt: skip
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),

@@ -8,13 +8,13 @@ Install FastAPI and uvicorn and run it (from the repository root; it listens on
 
 or, with uvicorn's own options, ``API_KEY=secret uvicorn --app-dir examples fastapi_app:app
 --port 8082``. Then, in a second terminal, submit a job and poll its status with the
-``job_id`` the 202 answer gives (its ``Location`` header and its ``poll`` key name the status
-endpoint), or try both from http://127.0.0.1:8082/docs::
+``job_id`` the 202 answer gives (its ``Location`` header and its ``poll`` key name the job's
+status route), or try both from http://127.0.0.1:8082/docs::
 
     curl -i -X POST -H "x-api-key: secret" -d '{"text": "to be or not to be"}' \\
          http://127.0.0.1:8082/v1/demo/wordcount
-    curl -X POST -H "x-api-key: secret" -d '{"job_id": "<the job_id above>"}' \\
-         http://127.0.0.1:8082/v1/toolkit/job/status
+    curl -H "x-api-key: secret" \\
+         http://127.0.0.1:8082/v1/toolkit/jobs/<the job_id above>
 
 ``JOBSTATUS_STORE`` names the store (``memory://`` by default; a folder keeps the upstream
 layout), ``API_KEY`` the key, ``MAX_QUEUE_LENGTH`` the queue bound (0: none). With

@@ -9,7 +9,9 @@ so each app only carries the request in and the reply out, as jobstatus's adapte
 both apps give the same answers:
 
 - 202: the upstream "accepted" body, in the upstream order, then ``poll`` saying how to poll
-  the job's status; the ``Location`` header names the status endpoint;
+  the job's status; the ``Location`` header names the job's own status route,
+  ``GET /v1/toolkit/jobs/<job_id>`` (poll it with ``If-None-Match`` and ``?wait=``: see the
+  docs' "Polling" page);
 - 400 ``{"message": "Invalid payload: …"}`` for a body that is not a JSON object with a string
   ``text`` (whatever its Content-Type);
 - 401 ``{"message": "Unauthorized"}`` without a valid ``x-api-key``;
@@ -27,9 +29,9 @@ from contextlib import suppress
 from typing import Any
 
 from jobstatus import JobStatusError, JobTracker, Reply, StatusService, Store, Unauthorized
+from jobstatus._schema import DEFAULT_MAX_BODY_BYTES, RequestValidator, parse_json_body
 from jobstatus.config import build_number_from_env
-from jobstatus.schema import DEFAULT_MAX_BODY_BYTES, RequestValidator, parse_json_body
-from jobstatus.service import JOB_STATUS_PATH
+from jobstatus.service import JOB_PATH
 
 SUBMIT_PATH = "/v1/demo/wordcount"
 #: The job's request body: the text to count and the client's optional request ``id``.
@@ -88,9 +90,9 @@ class WordCounts:
             "max_queue_length": self.tracker.max_queue_length or "unlimited",
             "queue_length": self.tracker.queue_length,
             "build_number": self.tracker.build_number,
-            "poll": {"method": "POST", "path": JOB_STATUS_PATH, "body": {"job_id": job_id}},
+            "poll": {"method": "GET", "path": JOB_PATH.format(job_id=job_id)},
         }
-        return Reply.json(202, accepted, [("Location", JOB_STATUS_PATH)])
+        return Reply.json(202, accepted, [("Location", JOB_PATH.format(job_id=job_id))])
 
     def _authenticate(self, api_key: str | None) -> None:
         if self._keys is None:

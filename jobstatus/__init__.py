@@ -18,6 +18,7 @@ from jobstatus.record import JobRecord, JobState
 from jobstatus.service import Reply, StatusService
 from jobstatus.store import ABSENT, Store
 from jobstatus.tracker import JobTracker
+from jobstatus.webhooks import Webhooks
 
 __all__ = [
     "ABSENT",
@@ -37,6 +38,7 @@ __all__ = [
     "StorageError",
     "Store",
     "Unauthorized",
+    "Webhooks",
     "build_envelope",
     "open_store",
 ]

@@ -22,13 +22,16 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
-from jobstatus.errors import ConfigurationError, Unauthorized, missing_extra
+from jobstatus.errors import ConfigurationError, JobNotFound, Unauthorized, missing_extra
+from jobstatus.record import JobRecord
+from jobstatus.store import BaseStore, Store
 
-__all__ = ["ALL_SCOPES", "Access", "ApiKeys", "KeyRing", "SCOPES"]
+__all__ = ["ALL_SCOPES", "Access", "ApiKeys", "KeyRing", "SCOPES", "visible", "visible_store"]
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +208,47 @@ class _Tokens:
             self._verified.pop(next(iter(self._verified)), None)
         self._verified[token] = (access, expires)
         return access
+
+
+def visible(record: JobRecord, access: Access) -> JobRecord:
+    """``record`` if ``access`` may see it; else the same :class:`~jobstatus.JobNotFound` an
+    unknown job raises, so another owner's job cannot be told from no job."""
+    if access.owner is not None and record.owner != access.owner:
+        raise JobNotFound(record.job_id)
+    return record
+
+
+def visible_store(store: Store, access: Access) -> Store:
+    """``store`` as ``access`` sees it: for a key bound to an owner, a view whose ``list``
+    yields that owner's records only (filtered as the store yields them: O(records listed))."""
+    return store if access.owner is None else _OwnedView(store, access.owner)
+
+
+class _OwnedView(BaseStore):
+    """The records of one owner, read-only: what the listing routes read for an owner's key."""
+
+    def __init__(self, store: Store, owner: str) -> None:
+        self._store = store
+        self._owner = owner
+
+    def get(self, job_id: str) -> JobRecord:
+        return visible(self._store.get(job_id), Access(owner=self._owner))
+
+    def list(
+        self,
+        *,
+        since: float | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        records = self._store.list(since=since, status=status)
+        owned = (record for record in records if record.owner == self._owner)
+        return owned if limit is None else islice(owned, limit)
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("an owner's view of a store is read-only")
+
+    put = restore = delete = purge = _read_only
 
 
 def _all_seeing(keys: Iterable[str]) -> Iterable[tuple[str, Access]]:

@@ -124,6 +124,10 @@ class JobCancelled(Exception):
         super().__init__(f"job {job_id!r} was cancelled")
         self.job_id = job_id
 
+    def __reduce__(self) -> tuple[type[JobCancelled], tuple[str]]:
+        # Keeps job_id across pickling (process pools, task queues' result backends).
+        return type(self), (self.job_id,)
+
 
 class QueueFull(JobStatusError):
     """429: the host's queue is full; the body is the upstream queue-overflow answer."""

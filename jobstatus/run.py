@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -21,7 +22,7 @@ from jobstatus.lifecycle import Progress
 from jobstatus.record import JobRecord
 from jobstatus.store import Store
 
-__all__ = ["Run"]
+__all__ = ["Run", "activate", "current_run", "set_current_run"]
 
 #: How often a write is tried again when other writers keep changing the record.
 MAX_ATTEMPTS = 20
@@ -55,6 +56,9 @@ class Run:
     _interval: float = field(default=1.0, repr=False)
     _next_write: float = field(default=0.0, repr=False)
     _pending: tuple[Any, Any, Any, Any] | None = field(default=None, repr=False)
+    #: Seconds the job waited before this run started, and when it started (time.monotonic()).
+    _queue_time: float = field(default=0.0, repr=False)
+    _started: float = field(default=0.0, repr=False)
     #: When this run last wrote its record, on the ``time.monotonic()`` clock. It is the run's
     #: heartbeat.
     last_write: float = field(default=0.0, repr=False)
@@ -139,6 +143,34 @@ class Run:
             self._learn(written, wrote=True)
             return
         raise Conflict(self.job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
+
+
+_current: ContextVar[Run | None] = ContextVar("jobstatus_current_run", default=None)
+
+
+def current_run() -> Run | None:
+    """The run being recorded in this thread (or asyncio task): inside ``tracker.run``, a
+    function given to ``tracker.submit_to``, a task of a recorded queue
+    (:mod:`jobstatus.integrations`); None anywhere else."""
+    return _current.get()
+
+
+def set_current_run(run: Run | None) -> Callable[[], None]:
+    """Make ``run`` the :func:`current_run` of this thread (or asyncio task) and return the
+    function that restores the previous one: for hooks that see a task start and end as two
+    events."""
+    token = _current.set(run)
+    return lambda: _current.reset(token)
+
+
+@contextmanager
+def activate(run: Run) -> Iterator[Run]:
+    """Make ``run`` the :func:`current_run` inside the ``with`` block."""
+    restore = set_current_run(run)
+    try:
+        yield run
+    finally:
+        restore()
 
 
 def _plain_progress(percent: Any, message: Any, current: Any, total: Any) -> bool:

@@ -1,34 +1,36 @@
 """StatusService: auth → validate → store → envelope, with no web framework in sight.
 
-Adapters hand it a path, the raw body and the ``x-api-key`` header, and send back the
-:class:`Reply` it returns. Every answer, errors included, is JSON.
+Adapters hand it a :class:`~jobstatus.wire.Request` (method, path, query, body, two headers)
+and send back the :class:`Reply` it returns -- or, for a long-poll, wait for the
+:class:`~jobstatus.waiting.Pending` it returns. Every answer, errors included, is JSON (a 304
+has no body).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import os
+import math
 import re
 import time
-import traceback
-import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import Any, NamedTuple
 
-from jobstatus.envelope import build_envelope
-from jobstatus.errors import (
-    InvalidRequest,
-    JobStatusError,
-    StorageError,
-    Unauthorized,
-    redact,
+from jobstatus._answers import Answers, document_json
+from jobstatus._cursor import CursorSigner
+from jobstatus._freshness import (
+    DEFAULT_RETRY_AFTER,
+    DEFAULT_RETRY_AFTER_BOUNDS,
+    parse_if_none_match,
 )
-from jobstatus.record import dump_compact
-from jobstatus.schema import (
+from jobstatus._listing import (
+    number,
+    page_reply,
+    status_filter,
+    status_reply,
+)
+from jobstatus._polling import JobReads
+from jobstatus._schema import (
     DEFAULT_MAX_BODY_BYTES,
     JOB_STATUS_SCHEMA,
     JOBS_STATUS_SCHEMA,
@@ -38,14 +40,24 @@ from jobstatus.schema import (
     accepts_jobs_status,
     parse_json_body,
 )
+from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
+from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
+from jobstatus.record import FINAL_STATES
 from jobstatus.store import Store
 from jobstatus.tracker import JobTracker
+from jobstatus.waiting import DEFAULT_MAX_ASYNC_WAITERS, DEFAULT_MAX_WAITERS, Pending, WaitLimits
+from jobstatus.watch import Watcher
+from jobstatus.wire import JSON_HEADERS, Reply, Request, dump_json, parse_query
 
 __all__ = [
+    "DEFAULT_MAX_WAIT",
+    "JOBS_PATH",
     "JOBS_STATUS_PATH",
     "JOB_CANCEL_PATH",
+    "JOB_PATH",
     "JOB_STATUS_PATH",
     "Reply",
+    "Route",
     "StatusService",
     "dump_json",
 ]
@@ -54,42 +66,35 @@ log = logging.getLogger(__name__)
 
 JOB_STATUS_PATH = "/v1/toolkit/job/status"
 JOBS_STATUS_PATH = "/v1/toolkit/jobs/status"
+#: ``POST``: ask a job to stop (mounted with ``allow_cancel``).
 JOB_CANCEL_PATH = "/v1/toolkit/job/cancel"
-DEFAULT_SINCE_SECONDS = 600
+#: ``GET``: recent jobs, a page at a time.
+JOBS_PATH = "/v1/toolkit/jobs"
+#: ``GET``: one job, with ``ETag``, ``If-None-Match`` and ``?wait=``; the one route with a
+#: parameter in its path.
+JOB_PATH = "/v1/toolkit/jobs/{job_id}"
+_JOB_PREFIX = JOBS_PATH + "/"
+#: The longest wait a request may ask for, in seconds, unless ``max_wait`` says otherwise.
+DEFAULT_MAX_WAIT = 30.0
+# A POST listing of more jobs than this is streamed rather than built whole.
+_STREAM_AFTER = 1000
+_NO_CACHE = ("Cache-Control", "no-cache")
 
-_JSON_HEADERS = (("Content-Type", "application/json"),)
 
+class Route(NamedTuple):
+    """One route of the service: the method it answers, its handler, and the scope
+    (``read``, ``list`` or ``cancel``) a key needs for it."""
 
-def dump_json(body: Any) -> bytes:
-    """JSON as Flask's ``jsonify`` sends it: compact, ASCII, one trailing newline."""
-    return (dump_compact(body) + "\n").encode("ascii")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP answer: status code, JSON body bytes, headers."""
-
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = _JSON_HEADERS
-
-    @classmethod
-    def json(cls, status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Reply:
-        return cls(status, dump_json(body), _JSON_HEADERS + tuple(headers))
-
-    @classmethod
-    def method_not_allowed(cls) -> Reply:
-        """The JSON 405 every adapter sends for a method other than POST."""
-        return cls.json(405, {"message": "Method not allowed"}, [("Allow", "POST")])
-
-    def parsed(self) -> Any:
-        """The body as Python objects (for tests and for hosts that re-serialise)."""
-        return json.loads(self.body)
+    method: str
+    handler: Callable[[Request], Reply | Pending]
+    scope: str = "read"
 
 
 class StatusService:
-    """Answers ``POST /v1/toolkit/job/status`` and ``POST /v1/toolkit/jobs/status`` from a
-    :class:`~jobstatus.Store`, in the shapes the docs' "The endpoint" page lists.
+    """Answers the status routes from a :class:`~jobstatus.Store`, in the shapes the docs'
+    "The endpoint" page lists: the spec's ``POST /v1/toolkit/job/status`` and
+    ``POST /v1/toolkit/jobs/status``, and ``GET /v1/toolkit/jobs/{job_id}`` and
+    ``GET /v1/toolkit/jobs`` for clients that poll (see the docs' "Polling" page).
 
     Args:
         store: where records are read. Reading a status never writes.
@@ -108,13 +113,23 @@ class StatusService:
         allow_cancel: mount ``POST /v1/toolkit/job/cancel``. True cancels with a plain
             :class:`~jobstatus.JobTracker` on ``store``; pass the host's own tracker so that
             a cancelled job gets its ``failure_ttl`` and ``build_number``.
+        max_wait: the longest ``wait`` a request may ask for, in seconds (30).
+        max_waiters: how many requests may block a thread while they wait (WSGI, Flask; 8);
+            past that, a wait answers at once. Keep it below your server's thread count.
+        max_async_waiters: how many requests may wait without a thread (ASGI; 10,000).
+        retry_after: the ``Retry-After`` seconds of a job that is not final and has no
+            progress to estimate from (2).
+        retry_after_bounds: the least and most seconds an estimate from progress says (1, 30).
+        cursor_secret: the key that signs list cursors; derived from ``api_keys`` when not
+            given. Give it when the keys change often or authentication is off.
     """
 
     def __init__(
         self,
         store: Store,
         *,
-        api_keys: Iterable[str] | None,
+        api_keys: ApiKeys,
+        token_secrets: Iterable[str] | None = None,
         build_number: str | None = None,
         queue_id: int | None = None,
         queue_length: int | Callable[[], int] = 0,
@@ -122,30 +137,56 @@ class StatusService:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         upstream_wire: bool = False,
         allow_cancel: bool | JobTracker = False,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        max_waiters: int = DEFAULT_MAX_WAITERS,
+        max_async_waiters: int = DEFAULT_MAX_ASYNC_WAITERS,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+        retry_after_bounds: tuple[int, int] = DEFAULT_RETRY_AFTER_BOUNDS,
+        cursor_secret: str | bytes | None = None,
     ) -> None:
-        if isinstance(api_keys, str):
-            raise TypeError("api_keys takes a collection of keys, not one string")
+        if not (isinstance(max_wait, (int, float)) and 0 < max_wait < math.inf):
+            raise ValueError(f"max_wait must be a positive number of seconds, got {max_wait!r}")
         self.store = store
-        self._keys = None if api_keys is None else [_key_bytes(k) for k in api_keys]
-        if self._keys is not None and not all(self._keys):
-            raise ValueError("an API key must not be empty")
+        if not (
+            api_keys is None or isinstance(api_keys, (str, bytes, Mapping)) or callable(api_keys)
+        ):
+            api_keys = list(api_keys)  # read twice: the key ring and the cursor key
+        self._keyring = KeyRing(api_keys, token_secrets=token_secrets)
         self.build_number = build_number
         self.queue_id = id(self) if queue_id is None else queue_id
-        # The envelope's last key never changes: encoded once.
-        self._build_number_tail = f',"build_number":{dump_compact(build_number)}}}\n'
-
-        self._queue_length = queue_length
+        self._answers = Answers(
+            build_number=build_number,
+            queue_id=self.queue_id,
+            queue_length=queue_length,
+            upstream_wire=upstream_wire,
+            retry_after=retry_after,
+            retry_after_bounds=retry_after_bounds,
+        )
         self._job_id = re.compile(job_id_pattern)
         self.job_id_pattern = job_id_pattern
         self.max_body_bytes = max_body_bytes
         self.upstream_wire = upstream_wire
+        self.max_wait = float(max_wait)
+        #: How many requests wait now, and the caps.
+        self.wait_limits = WaitLimits(max_waiters, max_async_waiters)
+        self._cursors = CursorSigner.from_configuration(
+            cursor_secret, _cursor_material(api_keys, token_secrets)
+        )
+        #: How a job is read: conditionally, from the watcher, and while clients wait.
+        self._reads = JobReads(store, self._answers, self.wait_limits)
         self._validate_job = RequestValidator(JOB_STATUS_SCHEMA, accepts_job_status)
         self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA, accepts_jobs_status)
-        #: path → handler; adapters mount exactly these, for POST.
-        self.routes: dict[str, Callable[[bytes, str | None], Reply]] = {
-            JOB_STATUS_PATH: self.job_status,
-            JOBS_STATUS_PATH: self.jobs_status,
+        #: path → route; adapters mount exactly these paths (``JOB_PATH`` with its parameter).
+        self.routes: dict[str, Route] = {
+            JOB_STATUS_PATH: Route("POST", self.job_status, "read"),
+            JOBS_STATUS_PATH: Route("POST", self.jobs_status, "list"),
         }
+        # The spec's route, the one polled most, skips a frame: straight to the steps.
+        self.routes[JOB_STATUS_PATH] = Route(
+            "POST",
+            partial(self._answer, JOB_STATUS_PATH, self._read_job_request, self._job, "read"),
+            "read",
+        )
         self._canceller: JobTracker | None = None
         if allow_cancel:
             self._canceller = (
@@ -153,190 +194,261 @@ class StatusService:
                 if isinstance(allow_cancel, JobTracker)
                 else JobTracker(store, build_number=build_number, queue_id=self.queue_id)
             )
-            self.routes[JOB_CANCEL_PATH] = self.job_cancel
+            self.routes[JOB_CANCEL_PATH] = Route("POST", self.job_cancel, "cancel")
+        self.routes[JOBS_PATH] = Route("GET", self.list_jobs, "list")
+        self.routes[JOB_PATH] = Route("GET", self.get_job, "read")
 
     def __repr__(self) -> str:
-        auth = "off" if self._keys is None else f"{len(self._keys)} key(s)"
+        auth = "off" if not self._keyring.enabled else f"{len(self._keyring)} key(s)"
         return f"StatusService({self.store!r}, auth={auth})"
 
+    @property
+    def watcher(self) -> Watcher:
+        """The watcher of the service's store in this process (shared by its services)."""
+        return self._reads.watcher
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def route(self, path: str) -> Route | None:
+        """The route answering ``path``, or None. ``/v1/toolkit/jobs/<id>`` is the job route
+        for any ``<id>`` without a slash, except the paths of the other routes."""
+        route = self.routes.get(path)
+        return self._job_route(path) if route is None else route
+
+    def _job_route(self, path: str) -> Route | None:
+        if path.startswith(_JOB_PREFIX):
+            job_id = path[len(_JOB_PREFIX) :]
+            if job_id and "/" not in job_id:
+                return self.routes[JOB_PATH]
+        return None
+
+    def respond(self, request: Request) -> Reply | Pending:
+        """Answer ``request``: a :class:`Reply`, or a :class:`~jobstatus.waiting.Pending`
+        for a long-poll, which the adapter waits for. An unknown path is a JSON 404, another
+        method a JSON 405 naming the route's method in ``Allow``."""
+        route = self.routes.get(request.path) or self._job_route(request.path)
+        if route is None:
+            return Reply.json(404, {"message": f"Not found: {request.path}"})
+        if request.method != route.method:
+            return Reply.method_not_allowed(route.method)
+        return route.handler(request)
+
     def handle(self, path: str, body: bytes, api_key: str | None) -> Reply:
-        """Answer a POST to ``path``; an unknown path is a JSON 404."""
-        handler = self.routes.get(path)
-        if handler is None:
-            return Reply.json(404, {"message": f"Not found: {path}"})
-        return handler(body, api_key)
+        """Answer a POST to ``path`` (waiting in this thread, if the request waits)."""
+        outcome = self.respond(Request("POST", path, body, api_key))
+        return outcome if isinstance(outcome, Reply) else outcome.result()
 
-    def job_status(self, body: bytes, api_key: str | None) -> Reply:
-        """``POST /v1/toolkit/job/status``: one job's record in an envelope."""
-        return self._answer(
-            JOB_STATUS_PATH, body, api_key, self._read_job_request, self._job_response
-        )
+    # -- the routes --------------------------------------------------------------------------
 
-    def job_cancel(self, body: bytes, api_key: str | None) -> Reply:
+    def issue_token(self, job_id: str, *, ttl: float = 3600) -> str:
+        """A token that lets its bearer (``Authorization: Bearer <token>``) read ``job_id``'s
+        status -- POST and GET routes, waits included -- and nothing else, for ``ttl``
+        seconds. Needs ``token_secrets``."""
+        return self._keyring.issue_token(job_id, ttl=ttl)
+
+    def job_status(self, request: Request) -> Reply | Pending:
+        """``POST /v1/toolkit/job/status``: one job's record in an envelope; with ``"wait"``,
+        held until the job changes from the version seen on arrival, ends, or the wait ends."""
+        return self._answer(JOB_STATUS_PATH, self._read_job_request, self._job, "read", request)
+
+    def job_cancel(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/cancel`` (with ``allow_cancel``): ask a job to stop. A 202
         envelope when a running job was asked to stop, a 200 one when the job is now (or
         already was) final; ``response`` is the record as stored after the call."""
         return self._answer(
-            JOB_CANCEL_PATH, body, api_key, self._read_job_request, self._cancel_response
+            JOB_CANCEL_PATH, self._read_job_request, self._cancel, "cancel", request
         )
 
-    def jobs_status(self, body: bytes, api_key: str | None) -> Reply:
+    def jobs_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
-        return self._answer(
-            JOBS_STATUS_PATH, body, api_key, self._read_jobs_request, self._jobs_response
-        )
+        return self._answer(JOBS_STATUS_PATH, self._read_jobs_request, self._jobs, "list", request)
+
+    def get_job(self, request: Request) -> Reply | Pending:
+        """``GET /v1/toolkit/jobs/{job_id}``: the job's envelope with its ``ETag``; a 304 when
+        ``If-None-Match`` matches, held with ``?wait=`` until the job changes."""
+        return self._answer(request.path, self._read_job_query, self._get, "read", request)
+
+    def list_jobs(self, request: Request) -> Reply | Pending:
+        """``GET /v1/toolkit/jobs``: a page of recent jobs, newest first."""
+        return self._answer(JOBS_PATH, _read_query, self._list, "list", request)
 
     # -- the steps ---------------------------------------------------------------------------
 
     def _answer(
         self,
         endpoint: str,
-        body: bytes,
-        api_key: str | None,
-        read: Callable[[bytes], dict[str, Any]],
-        respond: Callable[[dict[str, Any]], tuple[str, str | None, int]],
-    ) -> Reply:
+        read: Callable[[Request], dict[str, Any]],
+        respond: Callable[[str, dict[str, Any], Access, float], Reply | Pending],
+        scope: str,
+        request: Request,
+    ) -> Reply | Pending:
+        """Authenticate, check the scope, read, respond; every failure becomes its documented
+        answer. The scope is checked before the body and the store: a key without it gets a
+        403 whatever job it names."""
         started = time.perf_counter()
-        request_id = None
+        payload: dict[str, Any] | None = None
         try:
-            self._authenticate(api_key)
-            payload = read(body)
-            request_id = payload.get("id")
-            response_json, job_id, code = respond(payload)
-            return Reply(
-                code,
-                self._success_body(endpoint, code, request_id, job_id, response_json, started),
-            )
-        except JobStatusError as error:
-            return self._error_reply(endpoint, error, request_id, started)
-        except Exception as exc:  # a store (or the host's queue_length) raised, untranslated
-            failure = StorageError(f"{type(exc).__name__}: {exc}")
-            log.error("unexpected failure answering %s: %s", endpoint, failure)
-            # The traceback helps; its text may hold a credential, so it is redacted too.
-            log.debug("traceback:\n%s", redact("".join(traceback.format_exception(exc))))
-            return self._error_reply(endpoint, failure, request_id, started)
+            access = self._authenticate(request, scope)
+            payload = read(request)
+            if access.job_id is not None and payload["job_id"] != access.job_id:
+                raise Unauthorized()  # a token reads its own job, nothing else
+            return respond(endpoint, payload, access, started)
+        except Exception as exc:
+            request_id = None if payload is None else payload.get("id")
+            return self._answers.failure(endpoint, exc, request_id, started)
 
-    def _authenticate(self, api_key: str | None) -> None:
-        if self._keys is None:
-            return
-        given = _key_bytes(api_key or "")
-        # Compare against every key, always, so timing says nothing about which one matched.
-        matched = False
-        for key in self._keys:
-            matched |= hmac.compare_digest(given, key)
-        if not matched:
+    def _authenticate(self, request: Request, scope: str) -> Access:
+        """The one place that decides who may ask: every route calls it first. A per-job
+        token is good for reading its job only (a 401 elsewhere, like any bad credential)."""
+        access = self._keyring.authorize(request.api_key, request.authorization)
+        if access.job_id is not None and scope != "read":
             raise Unauthorized()
+        if scope not in access.scopes:
+            raise Forbidden(scope)
+        return access
 
-    def _read_job_request(self, body: bytes) -> dict[str, Any]:
-        payload = self._validate_job(parse_json_body(body, max_bytes=self.max_body_bytes))
-        if not self._job_id.fullmatch(payload["job_id"]):
+    def _check_id(self, job_id: str) -> None:
+        if not self._job_id.fullmatch(job_id):
+            self._refuse_id()
+
+    def _refuse_id(self) -> None:
+        raise InvalidRequest(
+            "job_id must be a UUID"
+            if self.job_id_pattern == UUID_PATTERN
+            else f"job_id does not match {self.job_id_pattern!r}"
+        )
+
+    def _wait(self, seconds: object) -> float:
+        """A request's ``wait``: a number of seconds in (0, max_wait], else a 400 (a query's
+        text is a plain decimal number; a body's value a JSON number)."""
+        if isinstance(seconds, str):
+            seconds = _decimal(seconds)
+        if type(seconds) not in (int, float) or not 0 < seconds <= self.max_wait:  # type: ignore[operator]
             raise InvalidRequest(
-                "job_id must be a UUID"
-                if self.job_id_pattern == UUID_PATTERN
-                else f"job_id does not match {self.job_id_pattern!r}"
+                f"wait must be a number of seconds above 0 and at most {self.max_wait:g}"
             )
+        return float(seconds)  # type: ignore[arg-type]
+
+    def _read_job_request(self, request: Request) -> dict[str, Any]:
+        payload = self._validate_job(parse_json_body(request.body, max_bytes=self.max_body_bytes))
+        if not self._job_id.fullmatch(payload["job_id"]):
+            self._refuse_id()
+        if "wait" in payload:
+            wait = payload["wait"]
+            payload["wait"] = self._wait(None if isinstance(wait, str) else wait)
         return payload
 
-    def _job_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
-        job_id: str = payload["job_id"]
-        return self.store.get(job_id).compact_json(), job_id, 200
+    def _read_job_query(self, request: Request) -> dict[str, Any]:
+        job_id = request.path[len(_JOB_PREFIX) :]
+        params = _known(parse_query(request.query), _JOB_QUERY)
+        self._check_id(job_id)
+        wait = params.get("wait")
+        return {
+            "job_id": job_id,
+            "wait": None if wait is None else self._wait(wait),
+            "if_none_match": request.if_none_match,
+        }
 
-    def _cancel_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
+    def _read_jobs_request(self, request: Request) -> dict[str, Any]:
+        payload = self._validate_jobs(
+            parse_json_body(request.body, max_bytes=self.max_body_bytes, allow_empty=True)
+        )
+        if "status" in payload:
+            payload["status"] = status_filter(payload["status"])
+        return payload
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def _job(
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
+    ) -> Reply | Pending:
+        job_id: str = payload["job_id"]
+        if "wait" in payload:
+            return self._reads.held(
+                endpoint, job_id, payload.get("id"), None, payload["wait"], started, access
+            )
+        record = visible(self.store.get(job_id), access)
+        return Reply(
+            200,
+            self._answers.success_body(
+                endpoint, 200, payload.get("id"), job_id, document_json(record), started
+            ),
+            JSON_HEADERS
+            if record.job_status in FINAL_STATES
+            else JSON_HEADERS + self._answers.retry_headers(record),
+        )
+
+    def _get(
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
+    ) -> Reply | Pending:
+        condition = parse_if_none_match(payload["if_none_match"])
+        return self._reads.get(
+            endpoint, payload["job_id"], condition, payload["wait"], started, access
+        )
+
+    def _cancel(
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
+    ) -> Reply:
         job_id: str = payload["job_id"]
         assert self._canceller is not None  # the route is mounted only with one
+        if access.owner is not None:
+            visible(self.store.get(job_id), access)  # another owner's job is a plain 404
         record = self._canceller.cancel(job_id)
-        return record.compact_json(), job_id, 200 if record.is_final else 202
-
-    def _read_jobs_request(self, body: bytes) -> dict[str, Any]:
-        return self._validate_jobs(
-            parse_json_body(body, max_bytes=self.max_body_bytes, allow_empty=True)
+        code = 200 if record.is_final else 202
+        body = self._answers.success_body(
+            endpoint, code, payload.get("id"), job_id, document_json(record), started
         )
+        return Reply(code, body, JSON_HEADERS + self._answers.retry_headers(record))
 
-    def _jobs_response(self, payload: dict[str, Any]) -> tuple[str, str | None, int]:
-        since_seconds = payload.get("since_seconds", DEFAULT_SINCE_SECONDS)
-        records = self.store.list(since=time.time() - since_seconds)
-        return dump_compact({r.job_id: r.job_status for r in records}), None, 200
+    # -- lists -------------------------------------------------------------------------------
 
-    # -- answers -----------------------------------------------------------------------------
-
-    def _success_body(
-        self,
-        endpoint: str,
-        code: int,
-        request_id: Any,
-        job_id: str | None,
-        response_json: str,
-        started: float,
-    ) -> bytes:
-        """The envelope, byte for byte what ``dump_json(build_envelope(...))`` gives, spliced
-        around the record's own cached JSON so that a polled record is not encoded again."""
-        if self.upstream_wire:
-            job_id = str(uuid.uuid4())
-        run_time = _scalar_json(round(time.perf_counter() - started, 3))
-        queue_length = self._queue_length
-        return (
-            f'{{"endpoint":"{endpoint}","code":{code},"id":{_scalar_json(request_id)},'
-            f'"job_id":{_scalar_json(job_id)},"response":{response_json},"message":"success",'
-            f'"pid":{os.getpid()},"queue_id":{_scalar_json(self.queue_id)},'
-            f'"run_time":{run_time},"queue_time":0.0,"total_time":{run_time},"queue_length":'
-            f"{_scalar_json(queue_length() if callable(queue_length) else queue_length)}"
-            f"{self._build_number_tail}"
-        ).encode("ascii")
-
-    def _envelope(
-        self,
-        endpoint: str,
-        code: int,
-        request_id: Any,
-        job_id: str | None,
-        response: Any,
-        message: Any,
-        started: float,
-    ) -> dict[str, Any]:
-        queue_length: Any = self._queue_length
-        if callable(queue_length):
-            try:
-                queue_length = queue_length()
-            except Exception:  # already answering an error: report no length rather than fail
-                queue_length = None
-        return build_envelope(
-            endpoint=endpoint,
-            code=code,
-            id=request_id,
-            job_id=str(uuid.uuid4()) if self.upstream_wire else job_id,
-            response=response,
-            message=message,
-            pid=os.getpid(),
-            queue_id=self.queue_id,
-            run_time=time.perf_counter() - started,
-            queue_length=queue_length,
-            build_number=self.build_number,
-        )
-
-    def _error_reply(
-        self, endpoint: str, error: JobStatusError, request_id: Any, started: float
+    def _jobs(
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
     ) -> Reply:
-        if self.upstream_wire and error.status in (404, 500):
-            envelope = self._envelope(
-                endpoint, error.status, request_id, None, None, error.body(), started
-            )
-            return Reply.json(error.status, envelope)
-        return Reply.json(error.status, error.body())
+        return status_reply(
+            visible_store(self.store, access), self._answers, endpoint, payload, started
+        )
+
+    def _list(
+        self, endpoint: str, payload: dict[str, Any], access: Access, started: float
+    ) -> Reply:
+        store = visible_store(self.store, access)
+        return page_reply(store, self._answers, self._cursors, payload, started)
 
 
-def _scalar_json(value: Any) -> str:
-    """``dump_compact(value)``, without the encoder's overhead for the common small values."""
-    if value is None:
-        return "null"
-    kind = type(value)
-    if kind is str:
-        return encode_basestring_ascii(value)
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float:
-        return float.__repr__(value)  # finite here: a rounded duration
-    return dump_compact(value)
+def _decimal(text: str) -> float | None:
+    try:
+        return number("wait", text)
+    except InvalidRequest:
+        return None
 
 
-def _key_bytes(key: str) -> bytes:
-    return key.encode("utf-8", "surrogateescape")
+def _read_query(request: Request) -> dict[str, Any]:
+    return _known(parse_query(request.query), _LIST_QUERY)
+
+
+_JOB_QUERY = frozenset({"wait"})
+_LIST_QUERY = frozenset({"status", "since_seconds", "limit", "cursor"})
+
+
+def _known(params: dict[str, str], names: frozenset[str]) -> dict[str, Any]:
+    """``params`` when it names only ``names``; an unknown parameter is a 400 (a typo such as
+    ``?limt=5`` would otherwise be ignored without a word)."""
+    unknown = params.keys() - names
+    if unknown:
+        listed = ", ".join(sorted(repr(name[:40]) for name in unknown)[:5])
+        raise InvalidRequest(f"unknown query parameter {listed}; known: {', '.join(sorted(names))}")
+    return dict(params)
+
+
+def _cursor_material(api_keys: ApiKeys, token_secrets: Iterable[str] | None) -> list[bytes] | None:
+    """What cursors are signed with when no ``cursor_secret`` is given (UTF-8 bytes): the
+    configured keys (a mapping's keys) or, for a host's ``authorize`` callable, the token
+    secrets."""
+    if api_keys is None:
+        return None
+    if callable(api_keys) and not isinstance(api_keys, Mapping):
+        names: Iterable[str] = token_secrets or ()
+    else:
+        names = api_keys
+    return [str(name).encode("utf-8", "surrogateescape") for name in names]

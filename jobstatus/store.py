@@ -2,16 +2,53 @@
 
 Every backend implements :class:`Store`; most subclass :class:`BaseStore` for the context
 manager and the shared checks. ``jobstatus.testing`` proves an implementation conforms.
+
+Change notification (an optional capability)
+--------------------------------------------
+
+A backend that learns about changes by itself (a kernel file watch, ``LISTEN/NOTIFY``, pub/sub)
+offers it with one more method, :meth:`ChangeNotifier.subscribe`; :func:`subscribe` calls it
+when it is there. The watcher (:mod:`jobstatus.watch`, one per store and process) subscribes
+once and fans each change out to every request waiting on the job, so waiting costs no query
+per client. A store without the method is polled instead: one ``list(since=…)`` per interval
+for all waiting requests together.
+
+The contract, which a backend's docs and tests must meet:
+
+- ``subscribe(callback)`` returns a :class:`Subscription` once it is live: every change that
+  completes after ``subscribe`` returned is reported. It raises
+  :class:`~jobstatus.StorageError` when notification cannot be set up (the watcher then polls,
+  and tries again later).
+- ``callback(job_id)`` is called at least once after each change of that job's stored record
+  -- a write by :meth:`~Store.put` or :meth:`~Store.restore`, a delete, a purge -- made
+  through any store object on the same storage, in any process the backend can see (its docs
+  say which), and only once the change is visible to :meth:`~Store.get`. Calls may be
+  spurious (nothing changed) and several changes may share one call: the subscriber re-reads.
+  Expiry needs no call (a reader sees an expired record as absent by itself).
+- ``callback(None)`` says that changes may have been missed (a reconnect, an overflowing
+  queue): the subscriber re-reads everything it cares about. A subscription recovers from a
+  broken connection by itself and calls ``callback(None)`` once it is live again.
+- Callbacks run on any thread (a writer's, the backend's own), possibly on several at once;
+  they must return quickly, must not call the store, and their exceptions are logged and
+  otherwise ignored. :class:`Subscribers` does this bookkeeping for a backend.
+- :meth:`Subscription.close` is idempotent; once it returned no more callbacks start.
+- Optionally, a subscription's ``flush()`` returns only once every change completed before the
+  call was reported (the memory store calls back synchronously; the filesystem store reads
+  the kernel's queue). A watcher whose subscription can flush answers a conditional request
+  from what it was told, without a query; one that cannot always asks the store.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
+import logging
+import threading
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from types import TracebackType
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from jobstatus.errors import Conflict
 from jobstatus.record import FINAL_STATES, JobRecord
@@ -19,8 +56,12 @@ from jobstatus.record import FINAL_STATES, JobRecord
 __all__ = [
     "ABSENT",
     "BaseStore",
+    "ChangeCallback",
+    "ChangeNotifier",
     "ExpectedVersion",
     "Store",
+    "Subscribers",
+    "Subscription",
     "check_expected",
     "check_limit",
     "check_purge",
@@ -28,6 +69,7 @@ __all__ = [
     "keeps_stored",
     "normalize_status",
     "purges",
+    "subscribe",
     "version_of",
 ]
 
@@ -121,6 +163,85 @@ class Store(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+#: What a subscription calls -- a job id that changed, or None when changes may have been missed.
+ChangeCallback = Callable[[str | None], None]
+
+
+class Subscription(Protocol):
+    """A live change subscription (see "Change notification" above). It may also have a
+    ``flush()`` method: it returns once every change completed before the call was reported."""
+
+    def close(self) -> None:
+        """Stop the callbacks; idempotent. Once it returned, no callback starts."""
+        ...
+
+
+@runtime_checkable
+class ChangeNotifier(Protocol):
+    """The optional capability of a store that reports changes by itself."""
+
+    def subscribe(self, callback: ChangeCallback) -> Subscription:
+        """Call ``callback`` after every change, as "Change notification" above says."""
+        ...
+
+
+def subscribe(store: object, callback: ChangeCallback) -> Subscription | None:
+    """``store.subscribe(callback)`` when the store offers change notification, else None.
+
+    Raises what ``subscribe`` raises (:class:`~jobstatus.StorageError` when notification
+    cannot be set up now)."""
+    method: Any = getattr(store, "subscribe", None)
+    if method is None:
+        return None
+    subscription: Subscription = method(callback)
+    return subscription
+
+
+class Subscribers:
+    """The subscriptions of a store that reports changes itself, as "Change notification"
+    above specifies: :meth:`subscribe` gives a subscription whose ``flush`` returns at once
+    (each change was reported when :meth:`notify` returned), :meth:`notify` calls every
+    callback, logging and swallowing their exceptions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: dict[int, ChangeCallback] = {}
+        self._keys = itertools.count()
+
+    def __bool__(self) -> bool:
+        return bool(self._callbacks)
+
+    def subscribe(self, callback: ChangeCallback) -> Subscription:
+        key = next(self._keys)
+        with self._lock:
+            self._callbacks[key] = callback
+        return _Unsubscribe(self, key)
+
+    def notify(self, job_id: str | None) -> None:
+        """Tell every subscriber that ``job_id`` changed (None: anything may have)."""
+        for callback in list(self._callbacks.values()):
+            try:
+                callback(job_id)
+            except Exception:
+                logging.getLogger(__name__).exception("a change callback failed")
+
+    def _remove(self, key: int) -> None:
+        with self._lock:
+            self._callbacks.pop(key, None)
+
+
+class _Unsubscribe:
+    def __init__(self, subscribers: Subscribers, key: int) -> None:
+        self._subscribers = subscribers
+        self._key = key
+
+    def flush(self) -> None:
+        """Nothing to wait for: callbacks run before the writer's call returns."""
+
+    def close(self) -> None:
+        self._subscribers._remove(self._key)
 
 
 _Self = TypeVar("_Self", bound="BaseStore")

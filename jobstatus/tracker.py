@@ -2,18 +2,24 @@
 
 ``submit`` writes ``queued``; ``run`` writes ``running``, then ``done`` with the processing
 endpoint's envelope, ``failed`` with the error, or ``cancelled`` when a client asked the job to
-stop; ``hand_off`` writes ``submitted`` for work handed to an external runner. Every record is
+stop; ``hand_off`` writes ``submitted`` for work handed to an external runner; ``submit_to``
+does all of it for a function run by a ``concurrent.futures`` executor. ``start``,
+``finish``, ``requeue`` and ``attach`` are the steps of ``run`` one by one, for task queues
+whose events arrive as separate callbacks (:mod:`jobstatus.integrations`). Every record is
 the upstream job file::
 
     {"job_status": ..., "job_id": ..., "queue_id": ..., "process_id": ..., "response": ...}
 
 plus ``created_at``, ``started_at``, ``ended_at``, the last ``progress``, ``expires_at`` (with
 ``result_ttl``/``failure_ttl``) and ``owner``. A tracked job costs three writes -- queued,
-running, final -- and progress at most one more per ``progress_interval``.
+running, final -- and progress at most one more per ``progress_interval``. A job with a
+``webhook_url`` carries its delivery's state in the same writes (``webhook``); the deliverer's
+own writes come after the final one (:mod:`jobstatus.webhooks`).
 
 The tracker holds no lock, thread or connection of its own: the process id is read at each
 write and the jobs waiting to start are a plain ordered dict, so a host that forks (gunicorn,
-multiprocessing) keeps recording correctly in every process.
+multiprocessing) keeps recording correctly in every process. Its heartbeat and webhook
+deliverer start their threads in the process that needs them, a forked child its own.
 """
 
 from __future__ import annotations
@@ -22,30 +28,27 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from jobstatus.envelope import build_envelope
-from jobstatus.errors import Conflict, JobCancelled, JobNotFound, QueueFull
-from jobstatus.heartbeat import Heartbeat
-from jobstatus.lifecycle import format_timestamp, utc_from_epoch
+from jobstatus._writer import CANCELLED_CODE, WAITING, RecordWriter
+from jobstatus.errors import Conflict, JobCancelled, QueueFull
+from jobstatus.lifecycle import LIFECYCLE_KEYS
 from jobstatus.record import JobRecord, JobState, check_job_id
-from jobstatus.run import MAX_ATTEMPTS, Run, utc_now
-from jobstatus.store import Store
+from jobstatus.run import MAX_ATTEMPTS, Run, activate, utc_now
+from jobstatus.store import ABSENT, ExpectedVersion, Store
+from jobstatus.webhooks import Webhooks
+from jobstatus.webhooks.state import WEBHOOK_KEY, new_webhook, with_webhook
 
 __all__ = ["MAX_REMEMBERED", "CANCELLED_CODE", "JobTracker", "Run"]
 
 #: How many submitted jobs a tracker remembers until they start; past that the oldest is
 #: forgotten, and its run measures ``queue_time`` from the stored ``queued`` record instead.
 MAX_REMEMBERED = 100_000
-
-#: The ``code`` of a cancelled job's envelope (nginx's "client closed request").
-CANCELLED_CODE = 499
-
-_WAITING = frozenset({JobState.QUEUED.value, JobState.SUBMITTED.value})
 
 
 class _Submission(NamedTuple):
@@ -54,9 +57,10 @@ class _Submission(NamedTuple):
     queued_at: float  # time.monotonic(): one clock for every process of the machine
     created_at: datetime
     owner: str | None
+    webhook: dict[str, Any] | None
 
 
-class JobTracker:
+class JobTracker(RecordWriter):
     """Writes ``queued`` → ``running`` → ``done``/``failed``/``cancelled`` records to a store.
 
     Args:
@@ -72,6 +76,11 @@ class JobTracker:
         owner: the owner of the jobs this tracker submits, unless ``submit`` names another.
         heartbeat_interval: a run that has not written for this many seconds gets its
             record written again, so :meth:`reap` can tell a live run from a lost one.
+        on_cancel: called with the record as stored after each :meth:`cancel` of a job that
+            was not final: the hook through which a task queue stops the work (revokes a
+            Celery task, stops an RQ job). Its exceptions propagate; the record is written.
+        webhooks: lets jobs name a ``webhook_url`` (:class:`~jobstatus.Webhooks`): the
+            tracker's :attr:`deliverer` sends each job's final envelope there when it ends.
     """
 
     def __init__(
@@ -86,26 +95,34 @@ class JobTracker:
         failure_ttl: float | None = None,
         owner: str | None = None,
         heartbeat_interval: float = 30.0,
+        on_cancel: Callable[[JobRecord], object] | None = None,
+        webhooks: Webhooks | None = None,
     ) -> None:
-        if progress_interval < 0:
-            raise ValueError(f"progress_interval must not be negative, got {progress_interval}")
-        for name, ttl in (("result_ttl", result_ttl), ("failure_ttl", failure_ttl)):
-            if ttl is not None and not ttl > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {ttl!r}")
-        self.store = store
-        self.build_number = build_number
-        self.queue_id = id(self) if queue_id is None else queue_id
+        super().__init__(
+            store,
+            build_number=build_number,
+            queue_id=queue_id,
+            progress_interval=progress_interval,
+            result_ttl=result_ttl,
+            failure_ttl=failure_ttl,
+            owner=owner,
+            heartbeat_interval=heartbeat_interval,
+            webhooks=webhooks,
+        )
         self.max_queue_length = max_queue_length
-        self.progress_interval = progress_interval
-        self.result_ttl = result_ttl
-        self.failure_ttl = failure_ttl
-        self.owner = owner
-        self._heartbeat = Heartbeat(heartbeat_interval)
+        self.on_cancel = on_cancel
         # Plain dict operations only (atomic under the GIL): nothing to re-create after a fork.
         self._waiting: OrderedDict[str, _Submission] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"JobTracker({self.store!r}, queue_id={self.queue_id!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled tracker (sent to a process pool) records the same way to the same store,
+        with no memory of the jobs waiting and no ``on_cancel`` hook."""
+        state = super().__getstate__()
+        state.update(_waiting=OrderedDict(), on_cancel=None)
+        return state
 
     @property
     def queue_length(self) -> int:
@@ -119,13 +136,17 @@ class JobTracker:
         id: Any = None,
         job_id: str | None = None,
         owner: str | None = None,
+        webhook_url: str | None = None,
     ) -> str:
         """Record a new job as ``queued`` (``created_at`` now) and return its id (a fresh UUID
         unless given).
 
         ``endpoint`` and ``id`` (the client's request id) go into the envelope when the job
         finishes. Raises :class:`~jobstatus.QueueFull` when ``max_queue_length`` jobs wait.
+        ``webhook_url`` receives the final envelope when the job ends; a bad one (or one on a
+        tracker without ``webhooks=``) is a :class:`ValueError` before anything is written.
         """
+        webhook = new_webhook(webhook_url, configured=self.webhooks is not None)
         job_id = str(uuid.uuid4()) if job_id is None else check_job_id(job_id)
         waiting = self.queue_length
         if 0 < self.max_queue_length <= waiting:
@@ -140,8 +161,11 @@ class JobTracker:
             )
         owner = self.owner if owner is None else owner
         created_at = utc_now()
-        self.store.put(self._record(job_id, JobState.QUEUED, created_at=created_at, owner=owner))
-        self._waiting[job_id] = _Submission(endpoint, id, time.monotonic(), created_at, owner)
+        queued = self._record(job_id, JobState.QUEUED, created_at=created_at, owner=owner)
+        self.store.put(queued if webhook is None else with_webhook(queued, webhook))
+        self._waiting[job_id] = _Submission(
+            endpoint, id, time.monotonic(), created_at, owner, webhook
+        )
         while len(self._waiting) > MAX_REMEMBERED:
             self._waiting.popitem(last=False)
         return job_id
@@ -151,89 +175,187 @@ class JobTracker:
         (what the runner answered, e.g. its execution name). The runner later records the
         rest with a tracker of its own."""
         submission = self._waiting.pop(job_id, None)
-        return self.store.put(
-            self._record(
-                job_id,
-                JobState.SUBMITTED,
-                response,
-                created_at=None if submission is None else submission.created_at,
-                owner=self.owner if submission is None else submission.owner,
-            )
+        submitted = self._record(
+            job_id,
+            JobState.SUBMITTED,
+            response,
+            created_at=None if submission is None else submission.created_at,
+            owner=self.owner if submission is None else submission.owner,
         )
+        webhook = None if submission is None else submission.webhook
+        return self.store.put(submitted if webhook is None else with_webhook(submitted, webhook))
 
     @contextmanager
     def run(
-        self, job_id: str | None = None, *, endpoint: str | None = None, id: Any = None
+        self,
+        job_id: str | None = None,
+        *,
+        endpoint: str | None = None,
+        id: Any = None,
+        webhook_url: str | None = None,
     ) -> Iterator[Run]:
         """Record the work inside the ``with`` block: ``running`` on entry (``started_at``),
         then ``done`` with the envelope, ``failed`` with the error when the block raises (then
         re-raised), or ``cancelled`` when a client asked the job to stop (a
         :class:`~jobstatus.JobCancelled` from :meth:`Run.check_cancelled` ends the block
         quietly). The final record has ``ended_at``, the last progress and, with a TTL,
-        ``expires_at``.
+        ``expires_at``. Inside the block, :func:`jobstatus.run.current_run` is this run.
 
         ``queue_time`` runs from :meth:`submit` to the start, ``run_time`` from the start to
         the end, ``total_time`` is their sum. Without ``job_id`` the job skips the queue (a
         fresh id, ``queue_time`` 0, ``created_at`` = ``started_at``). A job submitted by
         another process (a separate worker) needs ``endpoint`` (and ``id``) here; its
         ``queue_time`` is measured from the stored ``queued`` record's ``updated_at``.
+        ``webhook_url`` is as for :meth:`submit` (it replaces the one the job was submitted
+        with).
         """
+        run = self.start(job_id, endpoint=endpoint, id=id, webhook_url=webhook_url)
+        try:
+            with activate(run):
+                yield run
+        except BaseException as exc:
+            self.finish(run, exc)
+            if isinstance(exc, JobCancelled) and exc.job_id == run.job_id:
+                return
+            raise
+        self.finish(run)
+
+    def start(
+        self,
+        job_id: str | None = None,
+        *,
+        endpoint: str | None = None,
+        id: Any = None,
+        extra: Mapping[str, Any] | None = None,
+        webhook_url: str | None = None,
+    ) -> Run:
+        """Record that the work starts, as :meth:`run` does on entry, and return the run;
+        end it with :meth:`finish` (or :meth:`requeue`). For task queues whose start and end
+        arrive as separate events.
+
+        A job submitted elsewhere keeps its stored ``created_at``, ``owner`` and the document
+        keys this release does not own; ``extra`` sets more of those (an integration's
+        ``attempt``). A job already final is left as it is: the run's ``already_final``.
+        ``webhook_url`` is as for :meth:`submit`.
+        """
+        webhook = new_webhook(webhook_url, configured=self.webhooks is not None)
+        if webhook is not None:
+            extra = {**(extra or {}), WEBHOOK_KEY: webhook}
         started = time.monotonic()
         started_at = utc_now()
-        created_at: datetime | None = started_at
-        owner = self.owner
-        if job_id is None:
-            job_id, queue_time = str(uuid.uuid4()), 0.0
-        elif (submission := self._waiting.pop(job_id, None)) is not None:
-            queue_time = started - submission.queued_at
-            endpoint = submission.endpoint if endpoint is None else endpoint
-            id = submission.id if id is None else id
-            created_at, owner = submission.created_at, submission.owner
-        else:
-            queue_time, stored = self._time_in_queue(job_id)
-            if stored is not None:
-                created_at, owner = stored.created_at, stored.owner
-        if endpoint is None:
+        fresh = job_id is None
+        job_id = str(uuid.uuid4()) if job_id is None else job_id
+        submission = self._waiting.pop(job_id, None)
+        if endpoint is None and submission is None:
             raise TypeError(
                 f"run({job_id!r}) needs endpoint=...: this tracker did not submit that job"
             )
-        running = self._record(
-            job_id, JobState.RUNNING, created_at=created_at, started_at=started_at, owner=owner
-        )
         run = Run(
             job_id=job_id,
-            endpoint=endpoint,
+            endpoint=endpoint or "",
             id=id,
             _store=self.store,
             _interval=self.progress_interval,
+            _started=started,
         )
-        run._learn(self.store.put(running), wrote=True)
-        self._heartbeat.add(run)
+        if fresh or submission is not None:
+            created_at, owner = started_at, self.owner
+            if submission is not None:
+                run.endpoint = submission.endpoint if endpoint is None else endpoint
+                run.id = submission.id if id is None else id
+                run._queue_time = started - submission.queued_at
+                created_at, owner = submission.created_at, submission.owner
+                if submission.webhook is not None and webhook is None:
+                    extra = {**(extra or {}), WEBHOOK_KEY: submission.webhook}
+            running = self._running(run, started_at, created_at, owner, extra)
+            run._learn(self.store.put(running), wrote=True)
+            if not run.already_final:
+                self._heartbeat.add(run)
+            return run
+        for _ in range(MAX_ATTEMPTS):
+            run._queue_time, stored = self._time_in_queue(job_id)
+            if stored is None:  # no record yet: written only if still none (else adopt it)
+                running = self._running(run, started_at, started_at, self.owner, extra=extra)
+                expected: ExpectedVersion = ABSENT
+            else:
+                # A publisher that recorded the job just after the worker took it stamped
+                # created_at a little after started_at: never after it.
+                created = stored.created_at
+                created = created if created is None else min(created, started_at)
+                running = self._running(
+                    run, started_at, created, stored.owner, {**stored.extra, **(extra or {})}
+                )
+                expected = None
+            try:
+                run._learn(self.store.put(running, expect_version=expected), wrote=True)
+            except Conflict:
+                continue
+            if not run.already_final:
+                self._heartbeat.add(run)
+            return run
+        raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
+
+    def _running(
+        self,
+        run: Run,
+        started_at: datetime,
+        created_at: datetime | None,
+        owner: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> JobRecord:
+        kept = {k: v for k, v in (extra or {}).items() if k not in LIFECYCLE_KEYS}
+        return self._record(
+            run.job_id,
+            JobState.RUNNING,
+            created_at=created_at,
+            started_at=started_at,
+            owner=owner,
+            extra=kept,
+        )
+
+    def submit_to(
+        self,
+        executor: Any,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        endpoint: str | None = None,
+        webhook_url: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Run ``fn(*args, **kwargs)`` on ``executor`` as a tracked job; return its id.
+
+        ``queued`` now, then ``running`` and ``done`` (``fn``'s return value as the
+        envelope's ``response``) or ``failed`` where it runs; ``endpoint`` defaults to
+        ``fn``'s qualified name. ``executor`` is anything with ``submit(fn, *args,
+        **kwargs)``: a ``ThreadPoolExecutor``, a ``ProcessPoolExecutor`` (``fn``, its
+        arguments, its result and this tracker, store included, must pickle), or
+        :class:`jobstatus.executor.CallLater` around FastAPI's ``BackgroundTasks.add_task``.
+        When it returns a future, the future's end is watched too: a cancelled future records
+        ``cancelled``, a call that could not run or end (a broken pool, an unpicklable
+        argument) records ``failed``. ``fn`` reports progress through
+        :func:`jobstatus.run.current_run`. ``webhook_url`` is as for :meth:`submit`.
+        """
+        from jobstatus.executor import TrackedCall
+
+        if endpoint is None:
+            endpoint = f"{getattr(fn, '__module__', None) or '?'}.{getattr(fn, '__qualname__', fn)}"
+        job_id = self.submit(endpoint=endpoint, webhook_url=webhook_url)
+        call = TrackedCall(self, job_id, endpoint, fn)
         try:
-            yield run
+            future = executor.submit(call, *args, **kwargs)
         except BaseException as exc:
-            self._heartbeat.remove(run)
-            if isinstance(exc, JobCancelled) and exc.job_id == job_id:
-                self._finish(run, queue_time, started, JobState.CANCELLED)
-                return
-            message = str(exc) or type(exc).__name__
-            self._finish(run, queue_time, started, JobState.FAILED, code=500, message=message)
+            self._waiting.pop(job_id, None)
+            self.finish(self.attach(job_id, endpoint=endpoint), exc)
             raise
-        self._heartbeat.remove(run)
-        if 200 <= run.code < 300:
-            self._finish(
-                run,
-                queue_time,
-                started,
-                JobState.DONE,
-                code=run.code,
-                response=run.result,
-                message="success",
-            )
-        else:
-            self._finish(
-                run, queue_time, started, JobState.FAILED, code=run.code, message=run.result
-            )
+        if isinstance(future, Future):
+
+            def settle(future: Future[Any]) -> None:
+                self._waiting.pop(job_id, None)  # a process pool ran it: it waits here no more
+                call.settle(future)
+
+            future.add_done_callback(settle)
+        return job_id
 
     def cancel(self, job_id: str) -> JobRecord:
         """Ask a job to stop and return its record as stored after the call.
@@ -241,15 +363,26 @@ class JobTracker:
         A ``queued`` or ``submitted`` job becomes ``cancelled`` at once; a running job gets
         ``cancel_requested_at`` (its run sees :attr:`Run.cancel_requested` and records
         ``cancelled`` when it ends); a final job is left as it is (the returned record says
-        so: ``is_final``). Raises :class:`~jobstatus.JobNotFound` for an unknown job. Never
-        overwrites a concurrent write: it is checked with the record's version.
+        so: ``is_final``). Unless the job was final, ``on_cancel`` is then called with the
+        returned record (again at every request while the job runs). Raises
+        :class:`~jobstatus.JobNotFound` for an unknown job. Never overwrites a concurrent
+        write: it is checked with the record's version.
         """
+        record, was_final = self._request_cancel(job_id)
+        if self.on_cancel is not None and not was_final:
+            self.on_cancel(record)
+        return record
+
+    def _request_cancel(self, job_id: str) -> tuple[JobRecord, bool]:
+        """The cancel's write: the record after it, and whether the job was final before."""
         for _ in range(MAX_ATTEMPTS):
             stored = self.store.get(job_id)
-            if stored.is_final or stored.cancel_requested_at is not None:
-                return stored
+            if stored.is_final:
+                return stored, True
+            if stored.cancel_requested_at is not None:
+                return stored, False
             now = utc_now()
-            if stored.job_status in _WAITING:
+            if stored.job_status in WAITING:
                 submission = self._waiting.pop(job_id, None)
                 envelope = self._envelope(
                     endpoint=None if submission is None else submission.endpoint,
@@ -266,149 +399,7 @@ class JobTracker:
             else:
                 new = replace(stored, cancel_requested_at=now)
             try:
-                return self.store.put(new, expect_version=stored.version)
+                return self._notify(self.store.put(new, expect_version=stored.version)), False
             except Conflict:
                 continue
         raise Conflict(job_id, f"the job kept changing over {MAX_ATTEMPTS} attempts")
-
-    def reap(self, *, stale_after: float, dry_run: bool = False) -> int:
-        """Fail the ``running`` jobs whose heartbeat (their last write) is older than
-        ``stale_after`` seconds -- their worker died -- with the message "worker lost: no
-        heartbeat since …"; return how many (with ``dry_run``: how many it would fail).
-
-        Each is written with the version it was read at: a worker that comes back and writes
-        first wins, and its job is left alone.
-        """
-        if not stale_after > 0:
-            raise ValueError(
-                f"stale_after must be a positive number of seconds, got {stale_after!r}"
-            )
-        cutoff = time.time() - stale_after
-        reaped = 0
-        for record in list(self.store.list(status=JobState.RUNNING.value)):
-            if record.updated_at is None or record.updated_at >= cutoff:
-                continue
-            if dry_run:
-                reaped += 1
-                continue
-            since = format_timestamp(utc_from_epoch(record.updated_at))
-            envelope = self._envelope(
-                endpoint=None,
-                id=None,
-                job_id=record.job_id,
-                code=500,
-                response=None,
-                message=f"worker lost: no heartbeat since {since}",
-                run_time=0.0,
-                queue_time=0.0,
-            )
-            lost = self._ended(record, JobState.FAILED, envelope, utc_now())
-            try:
-                self.store.put(lost, expect_version=record.version)
-            except Conflict:
-                continue  # the worker wrote meanwhile: it is alive
-            reaped += 1
-        return reaped
-
-    # -- writing ---------------------------------------------------------------------------
-
-    def _finish(
-        self,
-        run: Run,
-        queue_time: float,
-        started: float,
-        status: JobState,
-        *,
-        code: int = CANCELLED_CODE,
-        response: Any = None,
-        message: Any = "cancelled",
-    ) -> None:
-        """The final write: ``cancelled`` instead of the outcome once a cancel was requested
-        (also when the request arrives during this write), nothing once the job is final."""
-        if run.already_final:
-            return
-        pending = run.take_pending()
-        ended_at = utc_now()
-        run_time = time.monotonic() - started
-
-        def final(record: JobRecord) -> JobRecord:
-            outcome, what, answer, text = status, code, response, message
-            if record.cancel_requested_at is not None or run.cancel_requested:
-                outcome, what, answer, text = JobState.CANCELLED, CANCELLED_CODE, None, "cancelled"
-            envelope = self._envelope(
-                endpoint=run.endpoint,
-                id=run.id,
-                job_id=run.job_id,
-                code=what,
-                response=answer,
-                message=text,
-                run_time=run_time,
-                queue_time=queue_time,
-            )
-            ended = self._ended(record, outcome, envelope, ended_at)
-            return ended if pending is None else replace(ended, progress=pending)
-
-        run._update(final)
-
-    def _ended(
-        self, record: JobRecord, status: JobState, envelope: Any, ended_at: datetime
-    ) -> JobRecord:
-        ttl = self.result_ttl if status is JobState.DONE else self.failure_ttl
-        return replace(
-            record,
-            job_status=status,
-            process_id=os.getpid(),
-            response=envelope,
-            ended_at=ended_at,
-            expires_at=None if ttl is None else ended_at + timedelta(seconds=ttl),
-        )
-
-    def _envelope(
-        self,
-        *,
-        endpoint: str | None,
-        id: Any,
-        job_id: str,
-        code: int,
-        response: Any,
-        message: Any,
-        run_time: float,
-        queue_time: float,
-    ) -> dict[str, Any]:
-        return build_envelope(
-            endpoint=endpoint,
-            code=code,
-            id=id,
-            job_id=job_id,
-            response=response,
-            message=message,
-            pid=os.getpid(),
-            queue_id=self.queue_id,
-            run_time=run_time,
-            queue_time=queue_time,
-            queue_length=self.queue_length,
-            build_number=self.build_number,
-        )
-
-    def _record(
-        self, job_id: str, status: JobState, response: Any = None, **lifecycle: Any
-    ) -> JobRecord:
-        return JobRecord(
-            job_id=job_id,
-            job_status=status,
-            queue_id=self.queue_id,
-            process_id=os.getpid(),
-            response=response,
-            **lifecycle,
-        )
-
-    def _time_in_queue(self, job_id: str) -> tuple[float, JobRecord | None]:
-        """Seconds since the stored ``queued`` (or ``submitted``) record was written, and
-        that record (None when there is none)."""
-        try:
-            record = self.store.get(job_id)
-        except JobNotFound:
-            return 0.0, None
-        if record.job_status not in _WAITING or record.updated_at is None:
-            return 0.0, record
-        return max(0.0, time.time() - record.updated_at), record

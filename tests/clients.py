@@ -2,8 +2,10 @@
 :func:`call_wsgi`, the one in-process caller of a WSGI app that every test uses.
 
 A client is ``call(method, path, body=b"", headers=None) -> Answer``. Each adapter module
-registers a factory in ``ADAPTERS``: ``factory(service) -> client``. The HTTP suite runs every
-case on every adapter and demands the same status and JSON body from all of them.
+registers a factory in ``ADAPTERS``: ``factory(service, dashboard=False, prefix="") -> client``
+(``dashboard`` mounts the job dashboard too; ``prefix`` mounts everything under a path, as a
+host app does). The HTTP suite runs every case on every adapter and demands the same status and
+JSON body from all of them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -54,7 +57,8 @@ def call_wsgi(
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
         "SCRIPT_NAME": "",
-        "PATH_INFO": path_info,
+        # as a server does: unescaped, the bytes seen as latin-1 (PEP 3333)
+        "PATH_INFO": unquote_to_bytes(path_info).decode("latin-1"),
         "QUERY_STRING": query,
         "SERVER_NAME": "test",
         "SERVER_PORT": "80",
@@ -99,11 +103,20 @@ def call_wsgi(
     return Answer(seen["status"], seen["headers"], payload)
 
 
-def wsgi_client(service: StatusService) -> Client:
-    """The plain WSGI app of ``service``, through :func:`call_wsgi`."""
+def wsgi_client(service: StatusService, dashboard: bool = False, prefix: str = "") -> Client:
+    """The plain WSGI app of ``service``, through :func:`call_wsgi`; under ``prefix`` it is
+    mounted as a dispatcher mounts it (the prefix moves to ``SCRIPT_NAME``)."""
     from jobstatus.adapters.wsgi import make_app
 
-    app = make_app(service)
+    inner = make_app(service, dashboard=dashboard)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ["PATH_INFO"]
+        if not path.startswith(prefix):  # not this app's: the host answers
+            start_response("404 Not Found", [])
+            return [b""]
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = prefix, path[len(prefix) :]
+        return inner(environ, start_response)
 
     def call(
         method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
@@ -113,14 +126,14 @@ def wsgi_client(service: StatusService) -> Client:
     return call
 
 
-def flask_client(service: StatusService) -> Client:
+def flask_client(service: StatusService, dashboard: bool = False, prefix: str = "") -> Client:
     """The blueprint in a bare Flask app, through Flask's test client."""
     from flask import Flask
 
     from jobstatus.adapters.flask import make_blueprint
 
     app = Flask(__name__)
-    app.register_blueprint(make_blueprint(service))
+    app.register_blueprint(make_blueprint(service, dashboard=dashboard), url_prefix=prefix or None)
     test_client = app.test_client()
 
     def call(
@@ -143,7 +156,7 @@ def flask_client(service: StatusService) -> Client:
     return call
 
 
-def fastapi_client(service: StatusService) -> Client:
+def fastapi_client(service: StatusService, dashboard: bool = False, prefix: str = "") -> Client:
     """The router in a bare FastAPI app, through httpx's ASGI transport (each call runs in a
     fresh event loop; starlette's TestClient warns about httpx under ``-W error``)."""
     import asyncio
@@ -154,7 +167,7 @@ def fastapi_client(service: StatusService) -> Client:
     from jobstatus.adapters.fastapi import make_router
 
     app = FastAPI()
-    app.include_router(make_router(service))
+    app.include_router(make_router(service, dashboard=dashboard), prefix=prefix)
 
     async def send(method: str, path: str, body: bytes, headers: dict[str, bytes]) -> Answer:
         transport = httpx.ASGITransport(app=app)
@@ -169,6 +182,26 @@ def fastapi_client(service: StatusService) -> Client:
         return asyncio.run(send(method, path, body, wire))
 
     return call
+
+
+def asgi_scope(
+    method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
+    """The ASGI scope of one HTTP/1.1 request from 127.0.0.1."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": headers,
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 5000),
+    }
 
 
 def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[Answer, int]:
@@ -187,21 +220,8 @@ def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"x-api-key", api_key.encode()), (b"content-type", b"application/json")],
-        "server": ("test", 80),
-        "client": ("127.0.0.1", 5000),
-    }
-    asyncio.run(app(scope, receive, send))
+    headers = [(b"x-api-key", api_key.encode()), (b"content-type", b"application/json")]
+    asyncio.run(app(asgi_scope("POST", path, b"", headers), receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = {k.decode().lower(): v.decode() for k, v in start.get("headers", [])}
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
@@ -209,7 +229,7 @@ def post_endless_body(app: Any, path: str, api_key: str, chunk: bytes) -> tuple[
 
 
 #: adapter name → (factory, pytest marks). A factory imports its framework only when called.
-ADAPTERS: dict[str, tuple[Callable[[StatusService], Client], tuple[pytest.MarkDecorator, ...]]] = {
+ADAPTERS: dict[str, tuple[Callable[..., Client], tuple[pytest.MarkDecorator, ...]]] = {
     "wsgi": (wsgi_client, ()),
     "flask": (flask_client, (pytest.mark.extras,)),
     "fastapi": (fastapi_client, (pytest.mark.extras,)),

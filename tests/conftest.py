@@ -10,8 +10,8 @@ import pytest
 REQUIRE_SERVICES = os.environ.get("JOBSTATUS_REQUIRE_SERVICES") == "1"
 
 # The local S3 endpoint's fixtures (s3_endpoint, strict_s3_endpoint, aws_environment,
-# s3_store_url), for every test module.
-pytest_plugins = ["tests.s3_fixtures"]
+# s3_store_url) and the dashboard's browser fixtures (driver, make_page), for every test module.
+pytest_plugins = ["tests.s3_fixtures", "tests.dashboard_page"]
 
 
 def service_unavailable(reason: str) -> None:

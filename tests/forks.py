@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from jobstatus import JobRecord
-from jobstatus.testing.server import Gunicorn
+from jobstatus.testing._server import Gunicorn
 from tests.figures import report
 from tests.staging import KEY, ask
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from jobstatus import ConfigurationError, JobRecord, StatusService
+from jobstatus._schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
 from jobstatus.backends.memory import MemoryStore
-from jobstatus.schema import JOB_STATUS_SCHEMA, JOBS_STATUS_SCHEMA
 from tests.clients import post_endless_body
 
 pytestmark = pytest.mark.extras
@@ -26,7 +26,9 @@ JOB_ID = "e6d7f3c0-9c9f-4b8a-b7c3-f0e3c9f6b9d7"
 OTHER_ID = "0b8e1c7e-2d3f-4a5b-8c9d-0e1f2a3b4c5d"
 STATUS = "/v1/toolkit/job/status"
 LISTING = "/v1/toolkit/jobs/status"
-ALL_ANSWERS = {"200", "400", "401", "404", "500"}  # never 429: a status read is never queued
+JOB = "/v1/toolkit/jobs/{job_id}"
+JOBS = "/v1/toolkit/jobs"
+ALL_ANSWERS = {"200", "400", "401", "403", "404", "500"}  # never 429: a read is never queued
 
 
 @pytest.fixture
@@ -244,6 +246,20 @@ def test_openapi_document_is_valid_and_complete(store: MemoryStore, upstream_wir
             assert set(media["example"]) <= set(media["schema"]["required"])
         assert operation["security"] == [{name: []}]
         assert "parameters" not in operation  # the key is a security scheme, not a parameter
+    for path, answers in ((JOB, ALL_ANSWERS | {"304"}), (JOBS, ALL_ANSWERS - {"404"})):
+        operation = document["paths"][path]["get"]
+        assert list(document["paths"][path]) == ["get"]
+        assert set(operation["responses"]) == answers
+        assert operation["security"] == [{name: []}]
+        assert "requestBody" not in operation
+    job = document["paths"][JOB]["get"]
+    where = {(p["name"], p["in"]) for p in job["parameters"]}
+    assert where == {("job_id", "path"), ("wait", "query"), ("If-None-Match", "header")}
+    assert "content" not in job["responses"]["304"]
+    assert set(job["responses"]["304"]["headers"]) == {"ETag", "Cache-Control", "Retry-After"}
+    assert job["responses"]["200"]["headers"]["ETag"]["required"] is True
+    page = document["paths"][JOBS]["get"]
+    assert {p["name"] for p in page["parameters"]} == {"status", "since_seconds", "limit", "cursor"}
     body = document["paths"][STATUS]["post"]["requestBody"]
     assert body["required"] is True
     schema = body["content"]["application/json"]["schema"]
@@ -264,10 +280,16 @@ def test_openapi_operations_are_named_for_client_generators(store: MemoryStore) 
     """Explicit operation ids (not FastAPI's ``endpoint_v1_…_post``), one tag, a summary and a
     description each: what a client generator turns into method names and docs."""
     app = fastapi_app(service_for(store), prefix="/api")
-    operations = {path: item["post"] for path, item in app.openapi()["paths"].items()}
+    operations = {
+        path: operation
+        for path, item in app.openapi()["paths"].items()
+        for operation in item.values()
+    }
     assert {path: op["operationId"] for path, op in operations.items()} == {
         "/api" + STATUS: "getJobStatus",
         "/api" + LISTING: "listJobStatuses",
+        "/api" + JOB: "getJob",
+        "/api" + JOBS: "listJobs",
     }
     for operation in operations.values():
         assert operation["tags"] == ["job status"]
@@ -275,6 +297,8 @@ def test_openapi_operations_are_named_for_client_generators(store: MemoryStore) 
         assert len(operation["description"]) > len(operation["summary"])
     assert "job_id" in operations["/api" + STATUS]["description"]
     assert "since_seconds" in operations["/api" + LISTING]["description"]
+    assert "If-None-Match" in operations["/api" + JOB]["description"]
+    assert "next_cursor" in operations["/api" + JOBS]["description"]
     # Two routers in one app (two stores) get the same names: the host prefixes or renames
     # them itself; one router never documents a name twice.
     assert len({op["operationId"] for op in operations.values()}) == len(operations)
@@ -305,7 +329,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
         status_code_conformance,
     )
 
-    app = fastapi_app(service_for(store))
+    app = fastapi_app(service_for(store, max_wait=0.05))  # a matching * waits at most that
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     checks = [
         not_a_server_error,
@@ -314,7 +338,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
         response_schema_conformance,
     ]
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} == {STATUS, LISTING}
+    assert {op.path for op in operations} == {STATUS, LISTING, JOB, JOBS}
     statuses: set[int] = set()
     for operation in operations:
         cases = st.one_of(

@@ -10,13 +10,29 @@ import pytest
 from jobstatus import JobRecord, StorageError, open_store
 from jobstatus.backends.filesystem import FileSystemStore
 from jobstatus.store import Store
-from jobstatus.testing import StoreTests
+from jobstatus.testing import ChangeNotificationTests, StoreTests
 from jobstatus.testing.suite import UPSTREAM_EXAMPLE
 
 
 class TestFileSystemStore(StoreTests):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
+        with open_store(f"file://{tmp_path}") as store:
+            yield store
+
+
+class TestFileSystemStoreChanges(ChangeNotificationTests):
+    """Every writer is reported: here another store object on the same folder (other
+    processes and upstream in-place writers: tests/test_folder_watch.py)."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        (tmp_path / "jobs").mkdir()  # a subscription needs the folder to watch
+        with open_store(f"file://{tmp_path}") as store:
+            yield store
+
+    @pytest.fixture
+    def other_writer(self, tmp_path: Path) -> Iterator[Store]:
         with open_store(f"file://{tmp_path}") as store:
             yield store
 

@@ -5,7 +5,7 @@ import pytest
 from jobstatus import open_store
 from jobstatus.backends.memory import MemoryStore
 from jobstatus.store import Store
-from jobstatus.testing import StoreTests
+from jobstatus.testing import ChangeNotificationTests, StoreTests
 
 
 class TestMemoryStore(StoreTests):
@@ -13,6 +13,13 @@ class TestMemoryStore(StoreTests):
     def store(self) -> Iterator[Store]:
         with open_store("memory://") as store:
             assert isinstance(store, MemoryStore)
+            yield store
+
+
+class TestMemoryStoreChanges(ChangeNotificationTests):
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        with open_store("memory://") as store:
             yield store
 
 

@@ -16,6 +16,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from conftest import service_unavailable  # noqa: E402
 
 from jobstatus import (  # noqa: E402
     ConfigurationError,
+    Conflict,
     InvalidRequest,
     JobNotFound,
     JobRecord,
@@ -35,7 +37,6 @@ from jobstatus import (  # noqa: E402
     open_store,
 )
 from jobstatus.adapters.wsgi import make_app  # noqa: E402
-from jobstatus.backends import sql as sql_backend  # noqa: E402
 from jobstatus.backends.sql import (  # noqa: E402
     DEFAULT_TABLE_NAME,
     SQLStore,
@@ -92,9 +93,9 @@ def drop(url: str, name: str) -> None:
 
 
 def empty(store: SQLStore) -> None:
-    store._prepare()
-    with store.engine.begin() as conn:
-        conn.execute(sa.delete(store.table))
+    if store.exists():
+        with store.engine.begin() as conn:
+            conn.execute(sa.delete(store.table))
 
 
 @pytest.fixture(
@@ -192,12 +193,30 @@ def test_the_table_is_exposed_for_alembic() -> None:
     assert metadata.tables[DEFAULT_TABLE_NAME] is jobs_table
     table = make_table(sa.MetaData(), "my_jobs", schema="app")
     assert table.fullname == "app.my_jobs"
-    assert list(table.c.keys()) == ["job_id", "job_status", "document", "updated_at", "version"]
+    assert list(table.c.keys()) == [
+        "job_id",
+        "job_status",
+        "document",
+        "updated_at",
+        "version",
+        "expires_at",
+        "owner",
+    ]
     assert [c.name for c in table.primary_key] == ["job_id"]
+    assert [c.name for c in table.c if c.nullable] == ["expires_at", "owner"]
     assert {ix.name: [c.name for c in ix.columns] for ix in table.indexes} == {
         "ix_my_jobs_updated": ["updated_at", "job_id"],
         "ix_my_jobs_status": ["job_status", "updated_at", "job_id"],
+        "ix_my_jobs_expires": ["expires_at"],
+        "ix_my_jobs_owner": ["owner", "updated_at", "job_id"],
     }
+    partial = {  # rows without an expiry or an owner are in neither index
+        ix.name
+        for ix in table.indexes
+        if ix.dialect_options["postgresql"]["where"] is not None
+        and ix.dialect_options["sqlite"]["where"] is not None
+    }
+    assert partial == {"ix_my_jobs_expires", "ix_my_jobs_owner"}
 
 
 def test_ids_differ_by_case_and_trailing_space(sql_store: SQLStore) -> None:
@@ -233,13 +252,16 @@ def test_updated_at_keeps_microseconds_and_versions_count_writes(sql_store: SQLS
         ]
     )
     assert [r.updated_at for r in sql_store.list()] == stamps[::-1]
-    assert sql_store.put(JobRecord(job_id="a", job_status="running")).job_status == "done"
-    sql_store.put(JobRecord(job_id="a", job_status="failed"))
+    restored = sql_store.get("a").version
+    assert sql_store.put(JobRecord(job_id="a", job_status="running")).version == restored
+    assert sql_store.put(JobRecord(job_id="a", job_status="failed")).version == restored
+    forced = sql_store.put(JobRecord(job_id="a", job_status="failed"), force=True)
+    assert forced.version != restored
     with sql_store.engine.connect() as conn:
         versions = dict(
             conn.execute(sa.select(sql_store.table.c.job_id, sql_store.table.c.version)).all()
         )
-    assert versions == {"a": 2, "b": 1}  # the refused write changed nothing
+    assert versions == {"a": 2, "b": 1}  # the refused writes changed nothing
 
 
 def test_a_status_longer_than_the_column_is_refused(sql_store: SQLStore) -> None:
@@ -282,11 +304,236 @@ def test_a_row_that_is_no_record_is_the_spec_500(sql_store: SQLStore) -> None:
     assert "is not a job record" in body["error"]
 
 
+def _tables(url: str) -> list[str]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sa.inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_reads_create_nothing_and_the_first_write_creates_the_table(
+    database: str, new_table: str
+) -> None:
+    """A missing table is an empty store for every read, delete and purge; only a write
+    creates it (with its indexes)."""
+    with open_sql_store(database, table_name=new_table) as store:
+        assert not store.exists()
+        with pytest.raises(JobNotFound):
+            store.get("job")
+        assert list(store.list()) == []
+        assert list(store.list(status="done", limit=3)) == []
+        assert store.delete("job") is False
+        assert store.purge(older_than=time.time()) == 0
+        assert store.restore([]) == 0
+        assert not store.exists()
+        assert new_table not in _tables(database)
+        store.put(JobRecord(job_id="job", job_status="queued"))
+        assert store.exists()
+        assert store.get("job").job_status == "queued"
+    assert new_table in _tables(database)
+
+
+def test_a_reader_sees_a_table_another_store_creates_later(database: str, new_table: str) -> None:
+    with (
+        open_sql_store(database, table_name=new_table) as reader,
+        open_sql_store(database, table_name=new_table) as writer,
+    ):
+        with pytest.raises(JobNotFound):
+            reader.get("job")
+        writer.put(JobRecord(job_id="job", job_status="running"))
+        assert reader.get("job").job_status == "running"
+        assert [r.job_id for r in reader.list()] == ["job"]
+
+
+def test_reading_a_sqlite_file_that_is_not_there_makes_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with open_sql_store(f"sqlite:///{path}") as store:
+        with pytest.raises(JobNotFound):
+            store.get("job")
+        assert list(store.list()) == []
+        assert not store.exists()
+    assert not path.exists()
+
+
+def test_a_migrate_dry_run_into_a_new_sqlite_file_creates_nothing(tmp_path: Path) -> None:
+    import io
+
+    from jobstatus.cli import main
+
+    with open_store(str(tmp_path / "src")) as source:
+        source.put(JobRecord(job_id="job", job_status="done"))
+    target = tmp_path / "new.db"
+    out = io.StringIO()
+    assert main(["migrate", "--dry-run", str(tmp_path / "src"), f"sqlite:///{target}"], out) == 0
+    assert not target.exists(), out.getvalue()
+
+
+def test_a_negative_limit_is_a_value_error(sql_store: SQLStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        sql_store.list(limit=-1)
+
+
 def test_a_table_missing_with_create_table_off_is_a_storage_error(database: str) -> None:
     store = open_sql_store(database, table_name=table_name("absent"), create_table=False)
     with store, pytest.raises(StorageError) as info:
         store.get("job")
     assert "cannot read job 'job'" in str(info.value)
+
+
+# -- a table of the previous release ------------------------------------------------------------
+
+
+def _previous_release_table(url: str, name: str) -> None:
+    """The table as the previous release made it (no expires_at, no owner), with one row."""
+    from jobstatus.backends.sql import BinaryString
+
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("job_id", BinaryString(255), primary_key=True),
+        sa.Column("job_status", BinaryString(255), nullable=False),
+        sa.Column("document", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.Double(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False, server_default=sa.text("1")),
+        sa.Index(f"ix_{name}_updated", "updated_at", "job_id"),
+        sa.Index(f"ix_{name}_status", "job_status", "updated_at", "job_id"),
+    )
+    engine = create_sql_engine(url)
+    try:
+        table.create(engine)
+        with engine.begin() as conn:
+            conn.execute(
+                table.insert().values(
+                    job_id="old",
+                    job_status="done",
+                    document='{"job_status":"done","job_id":"old","response":1}',
+                    updated_at=1_600_000_000.0,
+                    version=3,
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def _layout(url: str, name: str) -> tuple[list[str], set[str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            columns = [c["name"] for c in inspector.get_columns(name)]
+            indexes = {str(i["name"]) for i in inspector.get_indexes(name)}
+    finally:
+        engine.dispose()
+    return columns, indexes
+
+
+def test_a_previous_release_table_is_read_as_it_is_and_completed_by_the_first_write(
+    database: str, new_table: str
+) -> None:
+    _previous_release_table(database, new_table)
+    before = _layout(database, new_table)
+    with open_sql_store(database, table_name=new_table) as store:
+        old = store.get("old")
+        assert (old.job_status, old.response, old.updated_at) == ("done", 1, 1_600_000_000.0)
+        assert old.version
+        assert [r.job_id for r in store.list(status="done")] == ["old"]
+        assert store.purge(expired=True) == 0
+        assert store.delete("absent") is False
+        assert _layout(database, new_table) == before  # reads changed nothing
+        store.put(JobRecord(job_id="new", job_status="done", owner="alice", expires_at=_PAST))
+        columns, indexes = _layout(database, new_table)
+        assert columns == [*before[0], "expires_at", "owner"]
+        assert indexes == {*before[1], f"ix_{new_table}_expires", f"ix_{new_table}_owner"}
+        assert store.get("old").version == old.version  # the old row is as it was
+        with pytest.raises(JobNotFound):
+            store.get("new")  # written expired: the new columns are in use
+        assert store.purge(expired=True) == 1
+        assert store.put(JobRecord(job_id="old", job_status="running"), force=True).version
+    with open_sql_store(database, table_name=new_table) as again:  # nothing left to do
+        assert again.get("old").job_status == "running"
+        again.put(JobRecord(job_id="more", job_status="queued"))
+    assert _layout(database, new_table) == (columns, indexes)
+
+
+def test_with_create_table_off_a_previous_release_table_is_read_but_not_changed(
+    database: str, new_table: str
+) -> None:
+    _previous_release_table(database, new_table)
+    with open_sql_store(database, table_name=new_table, create_table=False) as store:
+        assert store.get("old").job_status == "done"
+        with pytest.raises(StorageError, match="lacks the columns expires_at, owner"):
+            store.put(JobRecord(job_id="new", job_status="queued"))
+    assert "owner" not in _layout(database, new_table)[0]
+
+
+def _write_one(url: str, name: str, worker: int, start: Any) -> None:
+    with open_store(url, table_name=name) as store:
+        start.wait(60)
+        store.put(JobRecord(job_id=f"w{worker}", job_status="queued", owner=f"o{worker}"))
+
+
+def test_processes_racing_to_upgrade_the_table_all_succeed(database: str, new_table: str) -> None:
+    """Four fresh processes write at once to a table of the previous release: each adds the
+    columns and indexes, the losers of each step find it done and go on."""
+    _previous_release_table(database, new_table)
+    _run_processes(_write_one, [(database, new_table, w) for w in range(4)])
+    with open_sql_store(database, table_name=new_table) as store:
+        assert sorted(r.job_id for r in store.list()) == ["old", "w0", "w1", "w2", "w3"]
+        assert {store.get(f"w{w}").owner for w in range(4)} == {"o0", "o1", "o2", "o3"}
+    assert _layout(database, new_table)[0][-2:] == ["expires_at", "owner"]
+
+
+# -- versions and expiry in the table -----------------------------------------------------------
+
+_PAST = datetime(2020, 1, 1, tzinfo=timezone.utc)
+
+
+def test_a_job_deleted_and_written_again_has_a_new_version(sql_store: SQLStore) -> None:
+    """The version counter starts at 1 again for a new row; the version still differs."""
+    first = sql_store.put(JobRecord(job_id="j", job_status="queued", response="first"))
+    assert sql_store.delete("j")
+    second = sql_store.put(JobRecord(job_id="j", job_status="queued", response="second"))
+    assert second.version != first.version
+    with pytest.raises(Conflict):
+        sql_store.put(JobRecord(job_id="j", job_status="running"), expect_version=first.version)
+    for nonsense in ["", "1", "1-", "x-1.0", "0-1.0", "1-nan", "1-inf", f"{2**40}-1.0"]:
+        with pytest.raises(Conflict):
+            sql_store.put(JobRecord(job_id="j", job_status="running"), expect_version=nonsense)
+    assert sql_store.get("j").version == second.version
+
+
+def test_expiry_and_owner_are_columns(sql_store: SQLStore) -> None:
+    later = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    sql_store.put(JobRecord(job_id="j", job_status="done", owner="alice", expires_at=later))
+    sql_store.put(JobRecord(job_id="k", job_status="done"))
+    c = sql_store.table.c
+    with sql_store.engine.connect() as conn:
+        rows = conn.execute(sa.select(c.job_id, c.expires_at, c.owner).order_by(c.job_id)).all()
+    assert [tuple(row) for row in rows] == [("j", later.timestamp(), "alice"), ("k", None, None)]
+    with pytest.raises(InvalidRequest, match="owner is longer than 255"):
+        sql_store.put(JobRecord(job_id="j", job_status="done", owner="x" * 256))
+
+
+def test_deleting_an_expired_record_removes_it_and_says_there_was_none(
+    sql_store: SQLStore,
+) -> None:
+    sql_store.put(JobRecord(job_id="j", job_status="done", expires_at=_PAST))
+    assert sql_store.delete("j") is False
+    with sql_store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(sql_store.table)).scalar() == 0
+
+
+def test_purge_reads_no_document(sql_store: SQLStore) -> None:
+    sql_store.put(JobRecord(job_id="j", job_status="done", expires_at=_PAST))
+    sql_store.restore([JobRecord(job_id="k", job_status="done", updated_at=1_600_000_000)])
+    statement, _ = _statement_of(
+        sql_store, lambda: sql_store.purge(older_than=1_700_000_000, expired=True)
+    )
+    assert statement.lstrip().upper().startswith("DELETE")
+    assert "document" not in statement
+    assert list(sql_store.list()) == []
 
 
 # -- engines, URLs and extras ----------------------------------------------------------------------
@@ -333,7 +580,7 @@ def test_urls_without_a_driver_get_psycopg_and_pymysql() -> None:
             assert store.engine.url.drivername == driver
             with pytest.raises(JobNotFound):
                 store.get("nothing")
-            store.table.drop(store.engine)
+            assert not store.exists()  # the read connected, and created nothing
 
 
 @pytest.mark.parametrize(
@@ -357,7 +604,8 @@ def test_a_missing_driver_names_its_extra(
 
 def test_missing_sqlalchemy_names_the_sql_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sqlalchemy", None)
-    monkeypatch.delitem(sys.modules, "jobstatus.backends.sql")
+    for module in [m for m in sys.modules if m.startswith("jobstatus.backends.sql")]:
+        monkeypatch.delitem(sys.modules, module)  # imported afresh, as in a new process
     with pytest.raises(ConfigurationError, match=r'pip install "jobstatus\[sql\]"'):
         open_store("sqlite:///jobs.db")
 
@@ -438,34 +686,50 @@ _BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "mariadb": "SELECT CONNE
 _KILL = {"postgresql": "SELECT pg_terminate_backend({})", "mariadb": "KILL {}"}
 
 
-def _kill_connections(store: SQLStore, kind: str) -> int:
-    """Have the server drop every connection the store's pool holds, and those the store keeps
-    checked out between calls; return how many."""
-    pool_ids = []
-    conns = [store.engine.connect() for _ in range(store.engine.pool.checkedin())]
-    for conn in conns:
-        pool_ids.append(conn.exec_driver_sql(_BACKEND_ID[kind]).scalar())
-    for conn in conns:
-        conn.close()
-    for kept in store._keeper.idle:
-        dbapi = kept.connection.dbapi_connection
-        try:
-            cursor = dbapi.cursor()
-            cursor.execute(_BACKEND_ID[kind])
-            pool_ids.append(cursor.fetchone()[0])
-            cursor.close()
-            dbapi.rollback()
-        except store.engine.dialect.loaded_dbapi.Error:
-            pass  # dropped by an earlier round and not used since: dead already
+_ALIVE = {
+    "postgresql": "SELECT pid FROM pg_stat_activity WHERE pid IN ({})",
+    "mariadb": "SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({})",
+}
+
+
+def _track_connections(engine: Any, kind: str) -> list[int]:
+    """The server's ids of every connection ``engine`` opens from now on (a pool ``connect``
+    event asks each new connection for its id)."""
+    ids: list[int] = []
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(_BACKEND_ID[kind])
+        ids.append(int(cursor.fetchone()[0]))
+        cursor.close()
+        dbapi_connection.rollback()
+
+    sa.event.listen(engine, "connect", on_connect)
+    return ids
+
+
+def _alive(conn: Any, kind: str, ids: list[int]) -> list[int]:
+    """Which of ``ids`` the server's own view of its connections still lists."""
+    listed = ", ".join(str(i) for i in ids) or "NULL"
+    return [int(i) for i in conn.exec_driver_sql(_ALIVE[kind].format(listed)).scalars()]
+
+
+def _kill_connections(kind: str, ids: list[int]) -> int:
+    """Have the server drop every connection of ``ids`` it still has, wait until its view of
+    its connections no longer lists them, and return how many there were."""
     killer = sa.create_engine(SERVERS[kind], isolation_level="AUTOCOMMIT")
     try:
         with killer.connect() as conn:
-            for backend in pool_ids:
-                conn.exec_driver_sql(_KILL[kind].format(int(backend)))
+            doomed = _alive(conn, kind, ids)
+            for backend in doomed:
+                conn.exec_driver_sql(_KILL[kind].format(backend))
+            deadline = time.monotonic() + 30
+            while _alive(conn, kind, doomed):
+                assert time.monotonic() < deadline, "the server did not drop the connections"
+                time.sleep(0.01)
     finally:
         killer.dispose()
-    time.sleep(0.2)
-    return len(pool_ids)
+    return len(doomed)
 
 
 @pytest.mark.services
@@ -476,17 +740,18 @@ def test_a_connection_the_server_dropped_is_replaced(kind: str, pre_ping: bool) 
     ago are not pinged) the statement fails on the dead connection and the store runs it
     again on a new one: reads, and put and restore (upserts) too."""
     engine = create_sql_engine(server_url(kind), pool_pre_ping=pre_ping)
+    opened = _track_connections(engine, kind)
     name = table_name("drop")
     try:
         store = SQLStore(engine, table=make_table(sa.MetaData(), name))
         store.put(JobRecord(job_id="j", job_status="running"))
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         assert store.get("j").job_status == "running"
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         assert [r.job_id for r in store.list()] == ["j"]
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         assert store.put(JobRecord(job_id="j", job_status="done")).job_status == "done"
-        assert _kill_connections(store, kind) >= 1
+        assert _kill_connections(kind, opened) >= 1
         restored = JobRecord(job_id="r", job_status="failed", updated_at=1_700_000_000.5)
         assert store.restore([restored]) == 1
         assert store.get("r").updated_at == 1_700_000_000.5
@@ -497,13 +762,10 @@ def test_a_connection_the_server_dropped_is_replaced(kind: str, pre_ping: bool) 
 
 @pytest.mark.services
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
-def test_an_idle_connection_is_pinged_and_replaced_before_use(
-    kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_idle_connection_is_pinged_and_replaced_before_use(kind: str) -> None:
     """Through a bare SQLAlchemy connection (no retry of the store's): the dead connection
     never reaches a statement, the checkout ping replaced it."""
-    monkeypatch.setattr(sql_backend, "PING_AFTER_IDLE", 0.05)
-    engine = create_sql_engine(server_url(kind))
+    engine = create_sql_engine(server_url(kind), ping_after_idle=0.05)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -517,6 +779,42 @@ def test_an_idle_connection_is_pinged_and_replaced_before_use(
         with engine.connect() as conn:
             assert conn.exec_driver_sql(_BACKEND_ID[kind]).scalar() != first
     finally:
+        engine.dispose()
+
+
+@pytest.mark.services
+def test_a_conditional_write_whose_commit_failed_is_not_run_again() -> None:
+    """The server drops the connection during COMMIT (a deferred trigger ends its own
+    session, once): the write may have been kept, so a conditional put is not run again (it
+    would find its own write and call it a conflict) but reported; a plain put is run again."""
+    url, name = server_url("postgresql"), table_name("doubt")
+    engine = create_sql_engine(url)
+    try:
+        store = SQLStore(engine, table=make_table(sa.MetaData(), name))
+        first = store.put(JobRecord(job_id="j", job_status="queued"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SEQUENCE {name}_kills")
+            conn.exec_driver_sql(
+                f"CREATE FUNCTION {name}_kill() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                f"BEGIN IF nextval('{name}_kills') = 1 THEN "
+                "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NULL; END $$"
+            )
+            conn.exec_driver_sql(
+                f"CREATE CONSTRAINT TRIGGER {name}_kill AFTER INSERT OR UPDATE ON {name} "
+                f"DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION {name}_kill()"
+            )
+        with pytest.raises(StorageError, match="may have been kept"):
+            store.put(JobRecord(job_id="j", job_status="running"), expect_version=first.version)
+        assert store.get("j").version == first.version  # the session ended before its commit
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER SEQUENCE {name}_kills RESTART")
+        assert store.put(JobRecord(job_id="j", job_status="running")).job_status == "running"
+        store.close()
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+            conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {name}_kill")
+            conn.exec_driver_sql(f"DROP SEQUENCE IF EXISTS {name}_kills")
         engine.dispose()
 
 
@@ -576,8 +874,7 @@ def test_get_and_put_keep_connections_and_leave_the_pool_one(database: str, new_
         thread.start()
     for thread in threads:
         thread.join()
-    assert 1 <= len(store._keeper.idle) <= 2
-    assert engine.pool.checkedout() == len(store._keeper.idle)
+    assert 1 <= engine.pool.checkedout() <= 2  # no call is running: the store keeps these
     with engine.connect() as conn:  # the host's own query does not wait
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
     store.close()
@@ -594,27 +891,24 @@ def test_a_kept_connection_sees_other_writers_at_once(database: str, new_table: 
     ):
         writer.put(JobRecord(job_id="j", job_status="queued"))
         assert reader.get("j").job_status == "queued"
-        assert len(reader._keeper.idle) == 1
+        assert reader.engine.pool.checkedout() == 1  # kept by the reader
         writer.put(JobRecord(job_id="j", job_status="running"))
         assert reader.get("j").job_status == "running"
         writer.put(JobRecord(job_id="j", job_status="done"))
         assert reader.get("j").job_status == "done"
 
 
-def test_kept_connections_go_back_to_the_pool_when_idle(
-    database: str, new_table: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After PING_AFTER_IDLE seconds the next call checks a connection out again, so the pool's
+def test_kept_connections_go_back_to_the_pool_when_idle(database: str, new_table: str) -> None:
+    """After ping_after_idle seconds the next call checks a connection out again, so the pool's
     checkout rules (the idle ping, pre-ping, recycle) apply to it."""
-    monkeypatch.setattr(sql_backend, "PING_AFTER_IDLE", 0.05)
-    with open_sql_store(database, table_name=new_table) as store:
+    with open_sql_store(database, table_name=new_table, ping_after_idle=0.5) as store:
         store.put(JobRecord(job_id="j", job_status="running"))  # creates the table, too
         checkouts: list[object] = []
         sa.event.listen(store.engine, "checkout", lambda *args: checkouts.append(args))
         for _ in range(20):
             store.get("j")
         assert checkouts == []  # kept between calls in quick succession
-        time.sleep(0.1)
+        time.sleep(0.6)
         store.get("j")
         assert len(checkouts) == 1  # went back to the pool, checked out anew
 
@@ -628,12 +922,17 @@ def test_kept_connections_close_with_the_engine_and_the_store(
     import gc
 
     engine = create_sql_engine(database)
+    checked_out: list[Any] = []
+    closed: list[Any] = []
+    sa.event.listen(engine, "checkout", lambda dbapi, record, proxy: checked_out.append(dbapi))
+    sa.event.listen(engine, "close", lambda dbapi, record: closed.append(dbapi))
     store = SQLStore(engine, table=make_table(sa.MetaData(), new_table))
     store.put(JobRecord(job_id="j", job_status="running"))
-    kept = store._keeper.idle[0].connection
+    assert engine.pool.checkedout() == 1  # kept by the store
+    kept = checked_out[-1]
     engine.dispose()
-    assert not kept.is_valid
-    assert not store._keeper.idle
+    assert any(c is kept for c in closed)
+    assert engine.pool.checkedout() == 0
     assert store.get("j").job_status == "running"  # on a new pool
     assert engine.pool.checkedout() == 1
     del store
@@ -645,19 +944,23 @@ def test_kept_connections_close_with_the_engine_and_the_store(
 def test_a_connection_in_use_while_the_engine_is_disposed_of_is_closed_after(
     database: str, new_table: str
 ) -> None:
-    """engine.dispose() from another thread in the middle of a call: the call ends well, and its
-    connection, of the old pool, is closed rather than kept."""
-    engine = create_sql_engine(database)
+    """engine.dispose() in the middle of a call (here as the call checks its connection out):
+    the call ends well, and its connection, of the old pool, is closed rather than kept."""
+    engine = create_sql_engine(database, pool_size=1)  # keeps none: every call checks out
     store = SQLStore(engine, table=make_table(sa.MetaData(), new_table))
     store.put(JobRecord(job_id="j", job_status="running"))
+    checked_out: list[Any] = []
+    closed: list[Any] = []
 
-    def dispose_midway(cursor: Any, statements: Any) -> Any:
-        engine.dispose()
-        return statements.select_one.run(cursor, {"job_id": "j"})
+    def dispose_on_first_checkout(dbapi: Any, record: Any, proxy: Any) -> None:
+        checked_out.append(dbapi)
+        if len(checked_out) == 1:
+            engine.dispose()
 
-    row = store._call("j", dispose_midway, write=False)
-    assert json.loads(row[0])["job_status"] == "running"
-    assert not store._keeper.idle
+    sa.event.listen(engine, "checkout", dispose_on_first_checkout)
+    sa.event.listen(engine, "close", lambda dbapi, record: closed.append(dbapi))
+    assert store.get("j").job_status == "running"
+    assert any(c is checked_out[0] for c in closed)
     assert store.get("j").job_status == "running"
     store.close()
     engine.dispose()
@@ -668,7 +971,7 @@ def test_a_connection_in_use_while_the_engine_is_disposed_of_is_closed_after(
 
 def test_a_reader_never_sees_a_torn_record_sqlite(tmp_path: Path) -> None:
     report = rewrite_while_reading(
-        f"sqlite:///{tmp_path / 'torn.db'}", min_reads=101, table_name="torn"
+        f"sqlite:///{tmp_path / 'torn.db'}", min_reads=101, min_versions=11, table_name="torn"
     )
     assert report.reads > 100
     assert report.versions_seen > 10  # the writer really was rewriting
@@ -679,7 +982,7 @@ def test_a_reader_never_sees_a_torn_record_sqlite(tmp_path: Path) -> None:
 def test_a_reader_never_sees_a_torn_record_postgresql() -> None:
     url, name = server_url("postgresql"), table_name("torn")
     try:
-        report = rewrite_while_reading(url, min_reads=101, table_name=name)
+        report = rewrite_while_reading(url, min_reads=101, min_versions=11, table_name=name)
     finally:
         drop(url, name)
     assert report.reads > 100
@@ -763,17 +1066,34 @@ _ANALYZE = {
 }
 
 
-def _plan(store: SQLStore, query: Any) -> str:
-    dialect = store.engine.dialect
-    sql = str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+def _statement_of(store: SQLStore, call: Any) -> tuple[str, Any]:
+    """The one SQL statement ``call()`` sends through SQLAlchemy, and its parameters."""
+    sent: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        sent.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", before)
+    try:
+        call()
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", before)
+    assert len(sent) == 1, sent
+    return sent[0]
+
+
+def _plan(store: SQLStore, call: Any) -> str:
+    """The database's plan of the statement ``call()`` runs."""
+    statement, parameters = _statement_of(store, call)
     with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(_EXPLAIN[dialect.name] + sql).mappings().all()
+        prefix = _EXPLAIN[store.engine.dialect.name]
+        rows = conn.exec_driver_sql(prefix + statement, parameters).mappings().all()
     return "\n".join(" ".join(str(v) for v in row.values()) for row in rows)
 
 
-def test_list_uses_the_indexes(sql_store: SQLStore) -> None:
+def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
     """5,000 old finished jobs and 20 recent running ones: the 600 s window and a status
-    filter are index range scans, never a scan of the table."""
+    filter are index range scans, never a scan of the table; so is a purge of expired jobs."""
     now = time.time()
     sql_store.restore(
         JobRecord(job_id=f"old-{n}", job_status="done", updated_at=now - 86400 - n)
@@ -785,9 +1105,16 @@ def test_list_uses_the_indexes(sql_store: SQLStore) -> None:
     name = sql_store.table.name
     with sql_store.engine.begin() as conn:
         conn.exec_driver_sql(_ANALYZE[sql_store.engine.dialect.name].format(name))
-    since = sql_store._list_query(since=now - 600, limit=1000)
-    by_status = sql_store._list_query(statuses=["running"], limit=1000)
-    both = sql_store._list_query(since=now - 600, statuses=["running", "failed"], limit=1000)
+
+    def since() -> None:
+        assert len(list(sql_store.list(since=now - 600))) == 20
+
+    def by_status() -> None:
+        assert len(list(sql_store.list(status="running"))) == 20
+
+    def both() -> None:
+        assert len(list(sql_store.list(since=now - 600, status=["running", "failed"]))) == 20
+
     assert f"ix_{name}_updated" in _plan(sql_store, since)
     assert f"ix_{name}_status" in _plan(sql_store, by_status)
     assert re.search(f"ix_{name}_(status|updated)", _plan(sql_store, both))
@@ -796,8 +1123,8 @@ def test_list_uses_the_indexes(sql_store: SQLStore) -> None:
         assert "Seq Scan" not in plan, plan  # PostgreSQL
         assert f"SCAN {name}" not in plan, plan  # SQLite
         assert " ALL " not in plan, plan  # MariaDB's full table scan
-    assert len(list(sql_store.list(since=now - 600))) == 20
-    assert len(list(sql_store.list(status="running"))) == 20
+    plan = _plan(sql_store, lambda: sql_store.purge(expired=True))  # deletes nothing here
+    assert f"ix_{name}_expires" in plan, plan
 
 
 # -- the HTTP path ---------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_openapi_documents_the_cancel_route(store: Store, tracker: JobTracker) -
     operation = app.openapi()["paths"][CANCEL]["post"]
     assert operation["operationId"] == "cancelJob"
     answers = operation["responses"]
-    assert sorted(answers) == ["200", "202", "400", "401", "404", "500"]
+    assert sorted(answers) == ["200", "202", "400", "401", "403", "404", "500"]
     running = answers["202"]["content"]["application/json"]["example"]
     assert running["code"] == 202
     assert running["response"]["job_status"] == "running"

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from jobstatus import JobRecord, Progress, StorageError, open_store
+from jobstatus._schema import UUID_PATTERN
 from jobstatus.errors import redact
-from jobstatus.schema import UUID_PATTERN
 from jobstatus.testing.suite import UPSTREAM_EXAMPLE
 from tests.cli_run import ROOT, Spy, SpyWithExists, cli, one_line_error, run, stand_in
 

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.extras
 
 KEY = "test-key"
 STATUS = "/v1/toolkit/job/status"
+JOBS = "/v1/toolkit/jobs"
 SUBMIT = "/v1/demo/wordcount"
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -60,9 +61,9 @@ class RecordingStore(MemoryStore):
         super().__init__()
         self.states: list[str] = []
 
-    def put(self, record: JobRecord, *, force: bool = False) -> JobRecord:
+    def put(self, record: JobRecord, **conditions: Any) -> JobRecord:
         self.states.append(record.job_status)
-        return super().put(record, force=force)
+        return super().put(record, **conditions)
 
 
 @pytest.fixture(autouse=True)
@@ -83,27 +84,35 @@ def load_example(name: str) -> ModuleType:
 
 
 def client(name: str, store: MemoryStore, **options: Any) -> Post:
-    """``post(path, body: bytes, key=KEY)`` against the example app, in-process; the body is
-    sent as given, with no Content-Type."""
+    """``post(path, body: bytes, key=KEY, method="POST", **headers)`` against the example app,
+    in-process; the body is sent as given, with no Content-Type."""
     app = load_example(name).create_app(store, [KEY], **options)
     if name == "flask_app":
         test_client = app.test_client()
 
-        def post_flask(path: str, body: bytes, key: str | None = KEY) -> Answer:
-            headers = {} if key is None else {"x-api-key": key}
-            answer = test_client.post(path, data=body, headers=headers)
+        def post_flask(
+            path: str, body: bytes, key: str | None = KEY, method: str = "POST", **headers: str
+        ) -> Answer:
+            headers = {name.replace("_", "-"): value for name, value in headers.items()}
+            if key is not None:
+                headers["x-api-key"] = key
+            answer = test_client.open(path, method=method, data=body, headers=headers)
             return answer.status_code, {k.lower(): v for k, v in answer.headers}, answer.data
 
         return post_flask
     import httpx
 
-    def post_asgi(path: str, body: bytes, key: str | None = KEY) -> Answer:
-        headers = {} if key is None else {"x-api-key": key}
+    def post_asgi(
+        path: str, body: bytes, key: str | None = KEY, method: str = "POST", **headers: str
+    ) -> Answer:
+        headers = {name.replace("_", "-"): value for name, value in headers.items()}
+        if key is not None:
+            headers["x-api-key"] = key
 
         async def send() -> httpx.Response:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-                return await http.post(path, content=body, headers=headers)
+                return await http.request(method, path, content=body, headers=headers)
 
         answer = asyncio.run(send())
         return answer.status_code, dict(answer.headers), answer.content
@@ -111,20 +120,22 @@ def client(name: str, store: MemoryStore, **options: Any) -> Post:
     return post_asgi
 
 
-def poll_until_final(post: Post, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 20  # a bound on the wait, not a speed assertion
-    while True:
-        status, _, body = post(STATUS, json.dumps({"job_id": job_id}).encode())
+def poll_until_final(post: Post, location: str) -> dict[str, Any]:
+    """Long-poll the job's route as the docs' "Polling" page says: its ETag back in
+    ``If-None-Match``, with ``?wait=``; each answer comes when the job changes."""
+    status, headers, body = post(location, b"", method="GET")
+    for _ in range(10):  # queued → running → done is two changes; ten is a bound
         assert status == 200, body
         answer: dict[str, Any] = json.loads(body)
         if answer["response"]["job_status"] in ("done", "failed"):
             return answer
-        assert time.monotonic() < deadline, answer
-        time.sleep(0.02)
+        etag = headers["etag"]
+        status, headers, body = post(f"{location}?wait=20", b"", method="GET", if_none_match=etag)
+    raise AssertionError(f"not final after ten changes: {body!r}")
 
 
 def check_done(job_id: str, answer: dict[str, Any]) -> None:
-    assert (answer["endpoint"], answer["job_id"]) == (STATUS, job_id)
+    assert (answer["endpoint"], answer["job_id"]) == (f"{JOBS}/{job_id}", job_id)
     record = answer["response"]
     assert record["job_status"] == "done"
     assert (record["job_id"], record["process_id"]) == (job_id, answer["pid"])
@@ -151,9 +162,9 @@ def test_a_job_is_recorded_and_polled_where_the_202_says(name: str) -> None:
     assert list(accepted) == ACCEPTED_KEYS  # on the wire, in this order, in both apps
     assert (accepted["code"], accepted["message"], accepted["id"]) == (202, "processing", "req-1")
     job_id = accepted["job_id"]
-    assert headers["location"] == STATUS
-    assert accepted["poll"] == {"method": "POST", "path": STATUS, "body": {"job_id": job_id}}
-    check_done(job_id, poll_until_final(post, job_id))
+    assert headers["location"] == f"{JOBS}/{job_id}"
+    assert accepted["poll"] == {"method": "GET", "path": f"{JOBS}/{job_id}"}
+    check_done(job_id, poll_until_final(post, headers["location"]))
     assert store.states == ["queued", "running", "done"]
 
 
@@ -233,7 +244,7 @@ def test_each_docstring_names_its_install_line_and_its_own_port(example: str) ->
     assert f"PORT = {port}\n" in source  # the default it listens on
     assert run_commands(example)
     # Distinct from `jobstatus serve` (8080) and from each other: all three can run at once.
-    from jobstatus.serve import serve
+    from jobstatus._serve import serve
 
     default = serve.__kwdefaults__["port"]
     assert len({default, *DOCUMENTED_PORTS.values()}) == 3
@@ -306,8 +317,8 @@ def test_each_example_runs_and_answers_its_docstring_curls(example: str, index: 
     with started(command, documented) as port:
         head, _, body = curl(submit, documented, port).replace("\r\n", "\n").partition("\n\n")
         assert head.startswith("HTTP/1.1 202"), head
-        assert re.search(rf"^location: {re.escape(STATUS)}$", head, re.M | re.I), head
         job_id = json.loads(body)["job_id"]
+        assert re.search(rf"^location: {JOBS}/{job_id}$", head, re.M | re.I), head
         deadline = time.monotonic() + 20
         while True:
             answer = json.loads(curl(poll, documented, port, **{"<the job_id above>": job_id}))

@@ -2,7 +2,7 @@
 writer process updates 100 jobs in a loop: only 200s and 404s, every answer the job asked for,
 nothing in gunicorn's error log, and every record's final state the writer's last write.
 
-The scenario is :mod:`jobstatus.testing.load` (benchmarks/bench_load.py reports the same one);
+The scenario is :mod:`jobstatus.testing._load` (benchmarks/bench_load.py reports the same one);
 the figures (p50/p99, requests and writes per second) are printed on the terminal and copied
 into docs/reliability.rst.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jobstatus.testing.load import JOBS, run_load
+from jobstatus.testing._load import JOBS, run_load
 from tests.conftest import service_unavailable
 from tests.figures import report
 

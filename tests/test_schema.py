@@ -8,7 +8,7 @@ import jsonschema
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from jobstatus.schema import (
+from jobstatus._schema import (
     JOB_STATUS_SCHEMA,
     JOBS_STATUS_SCHEMA,
     accepts_job_status,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from jobstatus import ConfigurationError
-from jobstatus.serve import check_address, serve
+from jobstatus._serve import check_address, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,10 @@
-"""Plain WSGI: ``make_app(service)`` returns a WSGI callable serving the status endpoints.
+"""Plain WSGI: ``make_app(service)`` returns a WSGI callable serving the status routes (and,
+with ``dashboard=True``, the job dashboard: :mod:`jobstatus.dashboard` answers its paths).
 
-Only translation lives here: environ in, :meth:`StatusService.handle` call, response out.
-Other paths get a JSON 404, other methods a JSON 405 with ``Allow: POST``.
+Only translation lives here: environ in, :meth:`StatusService.respond` call, response out.
+The service answers other paths with a JSON 404 and other methods with a JSON 405. A request
+that waits (``?wait=``, ``"wait"``) holds its worker thread until its answer is known, at most
+``max_waiters`` at once (see :class:`~jobstatus.StatusService`); a long listing is streamed.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from jobstatus.dashboard import Dashboard
 from jobstatus.service import Reply, StatusService
+from jobstatus.wire import Request
 
 __all__ = ["make_app", "read_body"]
 
@@ -21,8 +26,10 @@ _STATUS_LINES = {
         200: "OK",
         202: "Accepted",
         304: "Not Modified",
+        308: "Permanent Redirect",
         400: "Bad Request",
         401: "Unauthorized",
+        403: "Forbidden",
         404: "Not Found",
         405: "Method Not Allowed",
         409: "Conflict",
@@ -49,23 +56,40 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     return data
 
 
-def make_app(service: StatusService) -> WSGIApp:
-    """A WSGI application answering ``service``'s routes, POST only."""
+def make_app(service: StatusService, *, dashboard: bool = False) -> WSGIApp:
+    """A WSGI application answering ``service``'s routes, and with ``dashboard`` the job
+    dashboard at ``/v1/toolkit/dashboard/``."""
+    pages = Dashboard.for_service(service) if dashboard else None
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD") or "GET"
         path = environ.get("PATH_INFO") or "/"
-        if path not in service.routes:
-            reply = Reply.json(404, {"message": f"Not found: {path}"})
-        elif environ.get("REQUEST_METHOD") != "POST":
-            reply = Reply.method_not_allowed()
+        if not path.isascii():  # WSGI decodes the (unescaped) path as latin-1; URLs are UTF-8
+            path = path.encode("latin-1").decode("utf-8", "replace")
+        if pages is not None and pages.handles(path):
+            reply = pages.respond(method, path, environ.get("HTTP_IF_NONE_MATCH"))
+            return _send(reply, start_response)
+        key = environ.get("HTTP_X_API_KEY")
+        # WSGI decodes headers as latin-1; keys are UTF-8 (ASCII reads the same in both)
+        if key is not None and not key.isascii():
+            key = key.encode("latin-1").decode("utf-8", "surrogateescape")
+        if method == "POST":
+            body = read_body(environ, service.max_body_bytes)
+            request = Request(method, path, body, key, "", None, environ.get("HTTP_AUTHORIZATION"))
         else:
-            key = environ.get("HTTP_X_API_KEY")
-            # WSGI decodes headers as latin-1; keys are UTF-8 (ASCII reads the same in both)
-            if key is not None and not key.isascii():
-                key = key.encode("latin-1").decode("utf-8", "surrogateescape")
-            reply = service.handle(path, read_body(environ, service.max_body_bytes), key)
-        headers = [*reply.headers, ("Content-Length", str(len(reply.body)))]
-        start_response(_STATUS_LINES.get(reply.status) or str(reply.status), headers)
-        return [reply.body]
+            query, condition = environ.get("QUERY_STRING") or "", environ.get("HTTP_IF_NONE_MATCH")
+            authorization = environ.get("HTTP_AUTHORIZATION")
+            request = Request(method, path, b"", key, query, condition, authorization)
+        outcome = service.respond(request)
+        return _send(outcome if isinstance(outcome, Reply) else outcome.result(), start_response)
 
     return app
+
+
+def _send(reply: Reply, start_response: Callable[..., Any]) -> Iterable[bytes]:
+    status = _STATUS_LINES.get(reply.status) or str(reply.status)
+    if reply.__class__ is Reply and reply.status != 304:
+        start_response(status, [*reply.headers, ("Content-Length", str(len(reply.body)))])
+        return [reply.body]
+    start_response(status, list(reply.headers))  # streamed, or a 304: no length
+    return reply.chunks()

@@ -13,6 +13,14 @@ A record lives in ``<root>/jobs/<job_id>.json``, written as the upstream service
   any number of processes are serialised per job without a lock file per job.
 - A file that does not parse (an upstream writer truncates, then writes) is read again a few
   times within about 50 ms before it is reported as a :class:`~jobstatus.StorageError`.
+- On Linux, one inotify watch per store and process (no dependency: ctypes) keeps a recency
+  index of the folder, so listing recent jobs reads the files in the window rather than a
+  ``stat`` of every file, and offers change notification (:meth:`FileSystemStore.subscribe`)
+  for long-polling requests. It sees the writes of every process on this machine, this
+  library's and upstream in-place writers' alike, once the writer renames or closes the file.
+  On a network filesystem, whose other clients' writes the kernel does not report, turn it off
+  with ``notify=False`` (``file:///srv/data?notify=false``): listing then scans the folder and
+  waiting requests poll.
 """
 
 from __future__ import annotations
@@ -27,13 +35,17 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from jobstatus.backends import _inotify
+from jobstatus.backends._folder_watch import FolderWatch
 from jobstatus.errors import ConfigurationError, InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
 from jobstatus.store import (
     BaseStore,
+    ChangeCallback,
     ExpectedVersion,
+    Subscription,
     check_expected,
     check_limit,
     check_purge,
@@ -56,9 +68,13 @@ _RECENT_MAX = 1024
 
 
 class FileSystemStore(BaseStore):
-    """Records as ``<root>/jobs/<job_id>.json``; safe across threads and processes (POSIX)."""
+    """Records as ``<root>/jobs/<job_id>.json``; safe across threads and processes (POSIX).
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``notify`` (Linux) keeps the recency index and offers :meth:`subscribe`; turn it off on a
+    network filesystem.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, notify: bool = True) -> None:
         self.root = Path(root)
         self.jobs_dir = self.root / "jobs"
         self._locks_dir = self.root / ".jobstatus-locks"
@@ -66,6 +82,9 @@ class FileSystemStore(BaseStore):
         # job_id -> (file bytes, mtime_ns, record): a record polled again and again is parsed
         # once. A hit needs the very same bytes, so the cache can never serve a stale record.
         self._recent: dict[str, tuple[bytes, int, JobRecord]] = {}
+        self._watch = (
+            FolderWatch(str(self.jobs_dir), _SUFFIX) if notify and _inotify.AVAILABLE else None
+        )
 
     def __repr__(self) -> str:
         return f"FileSystemStore({str(self.root)!r})"
@@ -122,10 +141,14 @@ class FileSystemStore(BaseStore):
         check_limit(limit)
         statuses = normalize_status(status)
         now = time.time()
-        found = [
-            (stamp, job_id) for job_id, stamp in self._scan() if since is None or stamp >= since
-        ]
-        found.sort(reverse=True)
+        found = None if self._watch is None else self._watch.recent(since)
+        if found is None:  # no index: one stat per file
+            found = [
+                (stamp, job_id)
+                for job_id, stamp in self._scan()
+                if since is None or stamp / 1e9 >= since
+            ]
+            found.sort(reverse=True)
         yielded = 0
         for _stamp, job_id in found:
             if limit is not None and yielded >= limit:
@@ -141,8 +164,8 @@ class FileSystemStore(BaseStore):
                 yielded += 1
                 yield record
 
-    def _scan(self) -> Iterator[tuple[str, float]]:
-        """(job_id, updated_at) of every record file, from a stat only: nothing is opened."""
+    def _scan(self) -> Iterator[tuple[str, int]]:
+        """(job_id, mtime_ns) of every record file, from a stat only: nothing is opened."""
         try:
             entries = os.scandir(self.jobs_dir)
         except FileNotFoundError:
@@ -158,7 +181,24 @@ class FileSystemStore(BaseStore):
                     stat = entry.stat()
                 except FileNotFoundError:
                     continue
-                yield name[: -len(_SUFFIX)], stat.st_mtime_ns / 1e9
+                yield name[: -len(_SUFFIX)], stat.st_mtime_ns
+
+    # -- change notification -----------------------------------------------------------------
+
+    def subscribe(self, callback: ChangeCallback) -> Subscription:
+        """Call ``callback(job_id)`` after each change of a record file made by any process on
+        this machine, from a thread of the store (see "Change notification" in
+        :mod:`jobstatus.store`); the subscription can ``flush()``. Raises
+        :class:`~jobstatus.StorageError` when notification is off or unavailable (not Linux,
+        ``notify=False``, no ``jobs/`` folder yet, the kernel's inotify limits reached)."""
+        if self._watch is None:
+            raise StorageError("change notification is off for this store")
+        return self._watch.subscribe(callback)
+
+    def close(self) -> None:
+        """Stop the folder watch, if there is one."""
+        if self._watch is not None:
+            self._watch.close()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -276,8 +316,8 @@ class FileSystemStore(BaseStore):
         statuses = normalize_status(status)
         expired_before = time.time() if expired else None
         deleted = 0
-        for job_id, stamp in list(self._scan()):
-            if not expired and older_than is not None and stamp >= older_than:
+        for job_id, stamp_ns in list(self._scan()):
+            if not expired and older_than is not None and stamp_ns / 1e9 >= older_than:
                 continue
             path = os.path.join(self.jobs_dir, job_id + _SUFFIX)
             with self._locked(job_id):
@@ -337,16 +377,37 @@ def _fsync_dir(folder: str) -> None:
 
 
 def open_filesystem_store(url: str, **options: Any) -> FileSystemStore:
-    """Factory for ``file:///path``, ``file://relative/path`` is refused; a plain path is fine."""
-    if options:
-        raise ConfigurationError(f"the filesystem store takes no options, got {sorted(options)}")
+    """Factory for ``file:///path``, ``file://relative/path`` is refused; a plain path is fine.
+
+    One option, also as a query parameter: ``notify`` (true by default; ``false`` on a network
+    filesystem)."""
+    unknown = set(options) - {"notify"}
+    if unknown:
+        raise ConfigurationError(f"the filesystem store takes only notify, got {sorted(unknown)}")
     if "://" not in url:
-        return FileSystemStore(url)
+        return FileSystemStore(url, notify=_flag(options.get("notify", True)))
     parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if set(query) - {"notify"}:
+        raise ConfigurationError(
+            f"the filesystem store takes only notify, got {sorted(set(query) - {'notify'})}"
+        )
+    notify = _flag(options.get("notify", query.get("notify", True)))
     if parts.netloc not in ("", "localhost"):
         raise ConfigurationError(
             f"file URLs name a local absolute path (file:///srv/data), got host {parts.netloc!r}"
         )
     if not parts.path:
         raise ConfigurationError("a file:// URL needs a path, e.g. file:///srv/data")
-    return FileSystemStore(unquote(parts.path))
+    return FileSystemStore(unquote(parts.path), notify=notify)
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"notify takes true or false, got {value!r}")

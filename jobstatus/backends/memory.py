@@ -2,6 +2,8 @@
 
 The reference model of the conformance suite and the store for tests. Documents are kept as
 JSON text, so what comes out is never the caller's object and only storable documents get in.
+:meth:`MemoryStore.subscribe` reports every write and delete, in the writer's thread, before
+the writer's call returns.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from jobstatus.errors import JobNotFound
 from jobstatus.record import JobRecord, check_job_id
 from jobstatus.store import (
     BaseStore,
+    ChangeCallback,
     ExpectedVersion,
+    Subscribers,
+    Subscription,
     check_expected,
     check_limit,
     check_purge,
@@ -54,9 +59,17 @@ class MemoryStore(BaseStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[str, _Row] = {}
+        self._subscribers = Subscribers()
 
     def __repr__(self) -> str:
         return "MemoryStore()"
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a memory store lives in one process and cannot be pickled; work recorded in "
+            "another process (a process pool) needs a store every process shares: a folder, "
+            "SQL, Redis, S3"
+        )
 
     def _live(self, job_id: str) -> _Row | None:
         """The unexpired row of ``job_id``; call with the lock held."""
@@ -85,6 +98,8 @@ class MemoryStore(BaseStore):
                 return stored.record()
             new = new._replace(updated_at=time.time())
             self._rows[record.job_id] = new
+        if self._subscribers:
+            self._subscribers.notify(record.job_id)
         return new.record()
 
     def restore(self, records: Iterable[JobRecord]) -> int:
@@ -95,13 +110,23 @@ class MemoryStore(BaseStore):
             row = _row(record, stamp)
             with self._lock:
                 self._rows[record.job_id] = row
+            if self._subscribers:
+                self._subscribers.notify(record.job_id)
             count += 1
         return count
 
     def delete(self, job_id: str) -> bool:
         check_job_id(job_id)
         with self._lock:
-            return self._rows.pop(job_id, None) is not None
+            deleted = self._rows.pop(job_id, None) is not None
+        if deleted and self._subscribers:
+            self._subscribers.notify(job_id)
+        return deleted
+
+    def subscribe(self, callback: ChangeCallback) -> Subscription:
+        """Call ``callback(job_id)`` after each write and delete, in the writer's thread,
+        before its call returns (see "Change notification" in :mod:`jobstatus.store`)."""
+        return self._subscribers.subscribe(callback)
 
     def list(
         self,
@@ -150,6 +175,9 @@ class MemoryStore(BaseStore):
             ]
             for job_id in doomed:
                 del self._rows[job_id]
+        if self._subscribers:
+            for job_id in doomed:
+                self._subscribers.notify(job_id)
         return len(doomed)
 
 

@@ -3,9 +3,9 @@
 Exit codes: 0 success, 1 a job or a store not found, or a failed check, 2 a usage error.
 Errors are one line on stderr, never a traceback, never a credential.
 
-One module per command (``records``: get, put, cancel; ``listing``: list; ``purge``; ``migrate``;
-``check``; ``serve``), each adding its options to the parser (``parser``); ``options``,
-``output`` and ``common`` are what they share.
+One module per command (``records``: get, put, cancel; ``listing``: list; ``purge``; ``reap``;
+``deliver``; ``migrate``; ``check``; ``serve``), each adding its options to the parser
+(``parser``); ``options``, ``output`` and ``common`` are what they share.
 """
 
 from __future__ import annotations

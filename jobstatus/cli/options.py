@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobstatus import config
+from jobstatus._schema import UUID_PATTERN
 from jobstatus.cli.common import EXIT_USAGE, CommandError
 from jobstatus.errors import redact
 from jobstatus.record import check_job_id
-from jobstatus.schema import UUID_PATTERN
 
 # Internal to the command line: no public names (the command line is the interface).
 __all__: list[str] = []

@@ -6,7 +6,7 @@ import argparse
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NoReturn
 
-from jobstatus.cli import check, listing, migrate, purge, reap, records, serve
+from jobstatus.cli import check, deliver, listing, migrate, purge, reap, records, serve
 from jobstatus.cli.common import EXIT_USAGE
 
 # Internal to the command line: no public names (the command line is the interface).
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
-    for module in (serve, records, listing, purge, reap, migrate, check):
+    for module in (serve, records, listing, purge, reap, deliver, migrate, check):
         module.register(commands)
     parser.commands.update(commands.choices)
     return parser

@@ -43,6 +43,11 @@ def register(commands: Any) -> None:
         help="gunicorn worker processes (default: %(default)s)",
     )
     serve.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="also serve the job dashboard at /v1/toolkit/dashboard/ (threaded workers)",
+    )
+    serve.add_argument(
         "--upstream-wire",
         action="store_true",
         help="answer 404 and 500 as the running upstream service does",
@@ -51,7 +56,7 @@ def register(commands: Any) -> None:
 
 
 def _serve(args: argparse.Namespace, out: IO[str]) -> int:
-    from jobstatus.serve import serve
+    from jobstatus._serve import serve
 
     rule = id_rule(args)
     keys = config.api_keys_from_env()
@@ -71,5 +76,6 @@ def _serve(args: argparse.Namespace, out: IO[str]) -> int:
         build_number=config.build_number_from_env(),
         upstream_wire=args.upstream_wire,
         job_id_pattern=rule.service_pattern,
+        dashboard=args.dashboard,
     )
     return EXIT_OK

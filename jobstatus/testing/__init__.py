@@ -14,10 +14,19 @@ the in-memory reference model and demands the same answers::
             with MyStore(...) as store:
                 yield store
 
+A store that offers change notification (``subscribe``) also subclasses
+:class:`ChangeNotificationTests` the same way.
+
 Needs ``pip install "jobstatus[testing]"`` (pytest and hypothesis).
 """
 
+from jobstatus.testing.changes import ChangeNotificationTests
 from jobstatus.testing.machine import StoreStateMachine, run_store_state_machine
 from jobstatus.testing.suite import StoreTests
 
-__all__ = ["StoreStateMachine", "StoreTests", "run_store_state_machine"]
+__all__ = [
+    "ChangeNotificationTests",
+    "StoreStateMachine",
+    "StoreTests",
+    "run_store_state_machine",
+]

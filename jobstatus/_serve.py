@@ -12,10 +12,14 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from jobstatus._schema import UUID_PATTERN
 from jobstatus.errors import ConfigurationError, missing_extra
-from jobstatus.schema import UUID_PATTERN
 
-__all__ = ["check_address", "serve"]
+__all__ = ["DASHBOARD_THREADS", "check_address", "serve"]
+
+#: How many threads each worker has with the dashboard. The service lets at most
+#: ``max_waiters`` (8) of them wait, so as many again are always free for other requests.
+DASHBOARD_THREADS = 16
 
 
 def check_address(host: str, port: int) -> None:
@@ -62,10 +66,16 @@ def serve(
     build_number: str | None = None,
     upstream_wire: bool = False,
     job_id_pattern: str = UUID_PATTERN,
+    dashboard: bool = False,
     extra_options: dict[str, Any] | None = None,
 ) -> None:
     """Run gunicorn in the foreground until it is stopped. ``job_id_pattern`` is the
     :class:`~jobstatus.StatusService`'s: the job ids it serves (a UUID by default).
+
+    With ``dashboard``, the job dashboard is served at ``/v1/toolkit/dashboard/`` too, and
+    each worker answers from :data:`DASHBOARD_THREADS` threads (gunicorn's ``gthread``
+    workers): the page follows running jobs with long-polls, each of which holds a thread
+    while it waits, and a thread-per-worker server would be held whole by one.
 
     Raises :class:`~jobstatus.ConfigurationError` before starting gunicorn when gunicorn is not
     installed, ``workers`` is below 1, the address cannot be bound (:func:`check_address`) or
@@ -91,6 +101,7 @@ def serve(
                 "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
                 "workers": workers,
                 "accesslog": "-",
+                **({"worker_class": "gthread", "threads": DASHBOARD_THREADS} if dashboard else {}),
                 **(extra_options or {}),
             }
             for key, value in settings.items():
@@ -105,6 +116,6 @@ def serve(
                 upstream_wire=upstream_wire,
                 job_id_pattern=job_id_pattern,
             )
-            return make_app(service)
+            return make_app(service, dashboard=dashboard)
 
     _Server().run()

@@ -33,10 +33,23 @@ JOB_STATUS_SCHEMA: dict[str, Any] = {
     "required": ["job_id"],
 }
 
-#: The body of ``POST /v1/toolkit/jobs/status``; an empty body means ``{}``.
+#: States separated by commas, none of them blank.
+STATES_PATTERN = r"^[^,]*\S[^,]*(?:,[^,]*\S[^,]*)*$"
+
+#: The body of ``POST /v1/toolkit/jobs/status``; an empty body means ``{}``. ``status`` (an
+#: addition to the upstream route) keeps the jobs in one of the states: a state, several
+#: separated by commas, or a list of states.
 JOBS_STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"since_seconds": {"type": "number", "minimum": 0}},
+    "properties": {
+        "since_seconds": {"type": "number", "minimum": 0},
+        "status": {
+            "anyOf": [
+                {"type": "string", "pattern": STATES_PATTERN},
+                {"type": "array", "items": {"type": "string", "pattern": r"\S"}, "minItems": 1},
+            ]
+        },
+    },
 }
 
 #: A UUID in its canonical text form, any case; the default job id pattern.
@@ -62,7 +75,7 @@ def parse_json_body(body: bytes, *, max_bytes: int, allow_empty: bool = False) -
     """Decode a request body; every way it can be malformed is an :class:`InvalidRequest`."""
     if len(body) > max_bytes:
         raise InvalidRequest(f"body is larger than {max_bytes} bytes")
-    if not body.strip():
+    if not body or body.isspace():  # (no copy of the body, as strip() would make)
         if allow_empty:
             return {}
         raise InvalidRequest("missing JSON body")
@@ -139,7 +152,7 @@ def accepts_job_status(payload: Any) -> bool:
 
 def accepts_jobs_status(payload: Any) -> bool:
     """True only for payloads :data:`JOBS_STATUS_SCHEMA` accepts."""
-    if type(payload) is not dict:
+    if type(payload) is not dict or "status" in payload:
         return False
     since = payload.get("since_seconds", 0)
     return type(since) in (int, float) and since >= 0

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobstatus.testing.server import Gunicorn, serve_command
+from jobstatus.testing._server import Gunicorn, serve_command
 
 __all__ = ["JOBS", "KEY", "Load", "LoadResult", "job_ids", "run_load", "writing"]
 
