@@ -87,8 +87,9 @@ def quick(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite with every extra, against the real services, with branch coverage."""
-    _tests(session, extras="all,testing", tools=tuple(SERVICE_TOOLS), coverage=True)
+    """The whole suite with every extra, against the real services, on every core, with
+    branch coverage."""
+    _tests(session, extras="all,testing", tools=tuple(SERVICE_TOOLS), workers="auto", coverage=True)
 
 
 @nox.session

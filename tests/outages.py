@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -64,17 +65,36 @@ class Phases:
                                                              "straddling")}  # fmt: skip
 
 
+#: A bound on each phase of an outage, never reached while the app answers: then the test fails.
+PHASE_CAP_SECONDS = 120.0
+
+
+def _wait_until(done: Callable[[], bool], what: str) -> None:
+    cap = time.monotonic() + PHASE_CAP_SECONDS
+    while not done():
+        if time.monotonic() > cap:
+            pytest.fail(f"no {what} within {PHASE_CAP_SECONDS:.0f} s")
+        time.sleep(0.05)
+
+
 def through_an_outage(
     store_url: str, proxy: TcpProxy, job_id: str, *, clients: int = 4, outage: float = 3.0,
     **options: Any,
 ) -> Phases:  # fmt: skip
     """Serve a store reached through ``proxy`` and keep asking for ``job_id`` from ``clients``
-    threads: 1.5 s of normal service, ``outage`` seconds with every connection cut and new ones
-    refused, then 2 s after the proxy lets traffic through again. Same app all along."""
+    threads. The phases end on counts, not on a clock: normal service until ``clients``
+    answers came back; then every connection cut and new ones refused for at least
+    ``outage`` seconds and until ``clients`` requests ran wholly inside the outage; then
+    traffic again until ``clients`` requests that started after it came back. Same app all
+    along."""
     from jobstatus import open_store
 
     outcomes: list[Outcome] = []
     stop = threading.Event()
+
+    def count(started_after: float = 0.0, ended_before: float = math.inf) -> int:
+        return sum(started_after <= o.started and o.ended <= ended_before for o in outcomes)
+
     with (
         open_store(store_url, **options) as store,
         served(make_app(StatusService(store, api_keys=[KEY]))) as port,
@@ -88,7 +108,7 @@ def through_an_outage(
         for thread in threads:
             thread.start()
         try:
-            time.sleep(1.5)
+            _wait_until(lambda: count() >= clients, "answers before the outage")
             cutting = time.monotonic()
             with proxy.outage():
                 cut_at = time.monotonic()
@@ -96,11 +116,11 @@ def through_an_outage(
                 for _ in range(5):
                     with pytest.raises(StorageError):
                         store.get(job_id)
-                    time.sleep(outage / 10)
-                time.sleep(outage / 2)
+                time.sleep(max(0.0, cut_at + outage - time.monotonic()))
+                _wait_until(lambda: count(started_after=cut_at) >= clients, "answers during it")
                 resuming = time.monotonic()
             resumed_at = time.monotonic()
-            time.sleep(2.0)
+            _wait_until(lambda: count(started_after=resumed_at) >= clients, "answers after it")
         finally:
             stop.set()
             for thread in threads:

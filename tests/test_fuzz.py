@@ -584,7 +584,7 @@ def test_schemathesis_with_every_check(
     assert {200, 400, 401, 404}.issubset(statuses)
 
 
-# -- found by the fuzz -----------------------------------------------------------------------
+# -- bodies nested deeply ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("depth", [MAX_NESTING_DEPTH + 1, 900, 988, 991, 5000])
