@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    # SIGTERM ends the run as Ctrl-C does: the servers it started are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     seconds = args.minutes * 60
     plan = Plan(seconds=seconds, warmup=args.warmup_minutes * 60,
                 window=min(60.0, (seconds - args.warmup_minutes * 60) / 4))  # fmt: skip

@@ -180,11 +180,22 @@ class PrivateRedis:
                  "--dir", str(self.folder)],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        _until(lambda: self.connections() is not None, "redis-server", self.log)
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise ServerUnavailable(f"redis-server exited:\n{self.log.read_text()[-3000:]}")
+            return self.connections() is not None
+
+        _until(ready, "redis-server", self.log)
         return self
 
     def __enter__(self) -> PrivateRedis:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
