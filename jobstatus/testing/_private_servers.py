@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["PrivatePostgres", "PrivateRedis", "ServerUnavailable", "free_port"]
 
@@ -47,7 +47,30 @@ def _until(ready: Callable[[], bool], what: str, log: Path) -> None:
         time.sleep(0.05)
 
 
-class PrivatePostgres:
+_P = TypeVar("_P", bound="_Private")
+
+
+class _Private:
+    """Started for a ``with`` block, closed after it (and when it fails to start)."""
+
+    def start(self: _P) -> _P:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _P) -> _P:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class PrivatePostgres(_Private):
     """A PostgreSQL cluster in a temp folder of its own, listening on 127.0.0.1 only,
     database ``soak``; as a context manager, started for the ``with`` block, then stopped and
     removed.
@@ -71,16 +94,6 @@ class PrivatePostgres:
         self.data = self.folder / "data"
         self.log = self.folder / "postgres.log"
         self.port = free_port()
-
-    def __enter__(self) -> PrivatePostgres:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop the server and remove its folder."""
@@ -154,7 +167,7 @@ class PrivatePostgres:
         return {str(name): int(count) for name, count in rows}
 
 
-class PrivateRedis:
+class PrivateRedis(_Private):
     """A ``redis-server`` on a free port whose data lives in ``folder``'s append-only file
     (``appendfsync everysec``; a clean stop writes it out), nothing shared; as a context
     manager, started for the ``with`` block and stopped after it."""
@@ -190,14 +203,8 @@ class PrivateRedis:
         _until(ready, "redis-server", self.log)
         return self
 
-    def __enter__(self) -> PrivateRedis:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc_info: object) -> None:
+    def close(self) -> None:
+        """Stop the server; its folder is the caller's."""
         self.stop()
 
     def stop(self) -> None:

@@ -85,14 +85,15 @@ def _uvicorn(store_url: str, log_dir: Path) -> Iterator[tuple[subprocess.Popen[b
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # imports take long on a busy machine
         while True:
             try:
                 request(port, "GET", "/v1/toolkit/jobs?limit=1")
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("uvicorn did not start") from None
+                    text = (log_dir / "uvicorn.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"uvicorn did not start:\n{text}") from None
                 time.sleep(0.1)
         yield process, port
     finally:
@@ -120,13 +121,19 @@ def _writer(store_url: str, work_dir: Path, token: str, rate: float, jobs: Jobs)
             jobs.created(int(line.split()[1]))
 
     reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
     try:
+        assert process.stdout is not None
+        if not process.stdout.readline().startswith("job "):  # it runs: the clock may start
+            raise RuntimeError("the writer stopped before its first job")
+        reader.start()
         yield out
     finally:
         stop_file.touch()
         process.wait(300)  # a store failure is retried until it passes: no shorter bound
-        reader.join(30)
+        if reader.is_alive():
+            reader.join(30)
+        assert process.stdout is not None
+        process.stdout.close()
     if process.returncode != 0:
         raise RuntimeError(f"the writer failed with exit code {process.returncode}")
 
@@ -167,10 +174,12 @@ class _Soak:
                 return
 
     def purge(self) -> None:
+        """Every ``purge_every`` seconds, and once more as the run ends."""
         from jobstatus import open_store
 
         with open_store(self.purge_url) as store:
-            while not self.stop.wait(self.plan.purge_every):
+            while True:
+                ending = self.stop.wait(self.plan.purge_every)
                 cutoff = time.time() - self.plan.purge_age
                 entry: dict[str, Any] = {"t": round(time.time() - self.started, 2),
                                          "cutoff": cutoff}  # fmt: skip
@@ -179,6 +188,8 @@ class _Soak:
                 except Exception as exc:
                     entry["error"] = str(exc)[:200]
                 self.purges.append(entry)
+                if ending:
+                    return
 
     def restart(self, at: float) -> None:
         if self.restartable is None or self.stop.wait(max(0.0, at)):
