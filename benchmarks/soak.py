@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         document = {"benchmark": "soak", "python": platform.python_version(),
                     "cpus": os.cpu_count(), "runs": runs}  # fmt: skip
-        args.output.write_text(json.dumps(document, indent=1) + "\n")
+        # Compact: every sample of every run is kept (hours of them).
+        args.output.write_text(json.dumps(document, separators=(",", ":")) + "\n")
     print("| backend | minutes | RSS growth MiB | fd growth | store connections | requests | "
           "unexpected | mismatches | restart | checks |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")

@@ -195,10 +195,19 @@ class PrivateRedis(_Private):
             )  # fmt: skip
         process = self.process
 
-        def ready() -> bool:
+        def ready() -> bool:  # data answered: the append-only file is loaded
             if process.poll() is not None:
                 raise ServerUnavailable(f"redis-server exited:\n{self.log.read_text()[-3000:]}")
-            return self.connections() is not None
+            import redis
+
+            client = redis.Redis(port=self.port, socket_timeout=5, socket_connect_timeout=5)
+            try:
+                client.get("jobstatus-private-redis-probe")
+                return True
+            except redis.RedisError:  # refused, or LOADING
+                return False
+            finally:
+                client.close()
 
         _until(ready, "redis-server", self.log)
         return self
