@@ -9,7 +9,7 @@ seconds, and restarts the store's server (a :class:`Restartable`) half-way throu
 through gunicorn and compares it with the writer's last write.
 
 The result is a JSON-ready dict; :mod:`._soak_checks` judges it (``benchmarks/soak.py`` runs
-it for 30 minutes a store, ``tests/test_soak.py`` for one).
+it for 30 minutes a store, ``tests/test_soak.py`` for one minute).
 """
 
 from __future__ import annotations
