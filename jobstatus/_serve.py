@@ -8,8 +8,13 @@ server holds is one line naming the port and ``--port`` rather than gunicorn's r
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import socket
-from collections.abc import Callable, Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from jobstatus._schema import UUID_PATTERN
@@ -67,6 +72,7 @@ def serve(
     upstream_wire: bool = False,
     job_id_pattern: str = UUID_PATTERN,
     dashboard: bool = False,
+    metrics: bool = False,
     extra_options: dict[str, Any] | None = None,
 ) -> None:
     """Run gunicorn in the foreground until it is stopped. ``job_id_pattern`` is the
@@ -77,9 +83,15 @@ def serve(
     workers): the page follows running jobs with long-polls, each of which holds a thread
     while it waits, and a thread-per-worker server would be held whole by one.
 
-    Raises :class:`~jobstatus.ConfigurationError` before starting gunicorn when gunicorn is not
-    installed, ``workers`` is below 1, the address cannot be bound (:func:`check_address`) or
-    the store cannot be opened.
+    With ``metrics``, every worker records Prometheus metrics and serves them at
+    ``GET /metrics`` in prometheus_client's multiprocess mode: the page shows the sum over
+    every worker, whichever answers. The values live in ``$PROMETHEUS_MULTIPROC_DIR`` when
+    it is set (empty it before each start), else in a folder made for the run and removed
+    after it.
+
+    Raises :class:`~jobstatus.ConfigurationError` before starting gunicorn when gunicorn (or,
+    with ``metrics``, prometheus_client) is not installed, ``workers`` is below 1, the address
+    cannot be bound (:func:`check_address`) or the store cannot be opened.
     """
     try:
         from gunicorn.app.base import BaseApplication
@@ -102,6 +114,7 @@ def serve(
                 "workers": workers,
                 "accesslog": "-",
                 **({"worker_class": "gthread", "threads": DASHBOARD_THREADS} if dashboard else {}),
+                **metrics_options,
                 **(extra_options or {}),
             }
             for key, value in settings.items():
@@ -115,7 +128,44 @@ def serve(
                 build_number=build_number,
                 upstream_wire=upstream_wire,
                 job_id_pattern=job_id_pattern,
+                metrics=metrics,
             )
             return make_app(service, dashboard=dashboard)
 
-    _Server().run()
+    setup: AbstractContextManager[dict[str, Any]] = (
+        _multiprocess_metrics() if metrics else nullcontext({})
+    )
+    with setup as metrics_options:
+        _Server().run()
+
+
+@contextmanager
+def _multiprocess_metrics() -> Iterator[dict[str, Any]]:
+    """prometheus_client's multiprocess mode for the workers, set up before any of them
+    starts: ``$PROMETHEUS_MULTIPROC_DIR`` (a folder of this run's own unless it is set), and
+    the gunicorn settings that forget a worker's live values once it exits."""
+    from jobstatus.prometheus import MULTIPROCESS_VARIABLE
+
+    made = None
+    if not os.environ.get(MULTIPROCESS_VARIABLE):
+        if "prometheus_client" in sys.modules:  # it chose where values live when imported
+            raise ConfigurationError(
+                f"metrics under several processes need {MULTIPROCESS_VARIABLE} set before "
+                "prometheus_client is imported"
+            )
+        made = tempfile.mkdtemp(prefix="jobstatus-metrics-")
+        os.environ[MULTIPROCESS_VARIABLE] = made
+    try:
+        try:  # (imported once the variable is set: it decides where values live)
+            from prometheus_client import multiprocess
+        except ImportError as exc:
+            raise missing_extra("metrics", exc) from exc
+
+        def child_exit(server: Any, worker: Any) -> None:
+            multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+        yield {"child_exit": child_exit}
+    finally:
+        if made is not None:
+            del os.environ[MULTIPROCESS_VARIABLE]
+            shutil.rmtree(made, ignore_errors=True)

@@ -40,8 +40,9 @@ from jobstatus._schema import (
     accepts_jobs_status,
     parse_json_body,
 )
-from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
+from jobstatus.access import Access, ApiKeys, KeyRing, _bearer, visible, visible_store
 from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
+from jobstatus.metrics import MeasuredStore, ServiceMetrics, measured
 from jobstatus.record import FINAL_STATES
 from jobstatus.store import Store
 from jobstatus.tracker import JobTracker
@@ -83,7 +84,8 @@ _NO_CACHE = ("Cache-Control", "no-cache")
 
 class Route(NamedTuple):
     """One route of the service: the method it answers, its handler, and the scope
-    (``read``, ``list`` or ``cancel``) a key needs for it."""
+    (``read``, ``list`` or ``cancel``) a key needs for it (``metrics`` for the metrics page,
+    which any key bound to no owner may read)."""
 
     method: str
     handler: Callable[[Request], Reply | Pending]
@@ -122,6 +124,11 @@ class StatusService:
         retry_after_bounds: the least and most seconds an estimate from progress says (1, 30).
         cursor_secret: the key that signs list cursors; derived from ``api_keys`` when not
             given. Give it when the keys change often or authentication is off.
+        metrics: what the service tells an operator (:mod:`jobstatus.metrics`): True
+            records Prometheus metrics and serves them at ``GET /metrics``
+            (:class:`~jobstatus.prometheus.PrometheusMetrics`, the ``metrics`` extra); or any
+            :class:`~jobstatus.metrics.ServiceMetrics`. The store is then
+            :attr:`store` wrapped in a :class:`~jobstatus.metrics.MeasuredStore`.
     """
 
     def __init__(
@@ -143,9 +150,14 @@ class StatusService:
         retry_after: int = DEFAULT_RETRY_AFTER,
         retry_after_bounds: tuple[int, int] = DEFAULT_RETRY_AFTER_BOUNDS,
         cursor_secret: str | bytes | None = None,
+        metrics: bool | ServiceMetrics | None = None,
     ) -> None:
         if not (isinstance(max_wait, (int, float)) and 0 < max_wait < math.inf):
             raise ValueError(f"max_wait must be a positive number of seconds, got {max_wait!r}")
+        #: The hooks told of every answer, store call, wait and watcher restart; None: none.
+        self.metrics = _recorder(metrics)
+        if self.metrics is not None:
+            store = MeasuredStore(store, self.metrics)
         self.store = store
         if not (
             api_keys is None or isinstance(api_keys, (str, bytes, Mapping)) or callable(api_keys)
@@ -168,12 +180,12 @@ class StatusService:
         self.upstream_wire = upstream_wire
         self.max_wait = float(max_wait)
         #: How many requests wait now, and the caps.
-        self.wait_limits = WaitLimits(max_waiters, max_async_waiters)
+        self.wait_limits = WaitLimits(max_waiters, max_async_waiters, self.metrics)
         self._cursors = CursorSigner.from_configuration(
             cursor_secret, _cursor_material(api_keys, token_secrets)
         )
         #: How a job is read: conditionally, from the watcher, and while clients wait.
-        self._reads = JobReads(store, self._answers, self.wait_limits)
+        self._reads = JobReads(store, self._answers, self.wait_limits, self.metrics)
         self._validate_job = RequestValidator(JOB_STATUS_SCHEMA, accepts_job_status)
         self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA, accepts_jobs_status)
         #: path → route; adapters mount exactly these paths (``JOB_PATH`` with its parameter).
@@ -197,6 +209,17 @@ class StatusService:
             self.routes[JOB_CANCEL_PATH] = Route("POST", self.job_cancel, "cancel")
         self.routes[JOBS_PATH] = Route("GET", self.list_jobs, "list")
         self.routes[JOB_PATH] = Route("GET", self.get_job, "read")
+        if self.metrics is not None:
+            self._measure(self.metrics)
+
+    def _measure(self, metrics: ServiceMetrics) -> None:
+        """Mount the metrics page, if any; tell ``metrics`` of every route's answers."""
+        if metrics.path is not None:
+            if metrics.path in self.routes or self._job_route(metrics.path) is not None:
+                raise ValueError(f"the metrics page cannot be at {metrics.path}: a route is")
+            self.routes[metrics.path] = Route("GET", self.metrics_page, "metrics")
+        for path, route in self.routes.items():
+            self.routes[path] = route._replace(handler=measured(path, route.handler, metrics))
 
     def __repr__(self) -> str:
         auth = "off" if not self._keyring.enabled else f"{len(self._keyring)} key(s)"
@@ -230,8 +253,16 @@ class StatusService:
         if route is None:
             return Reply.json(404, {"message": f"Not found: {request.path}"})
         if request.method != route.method:
-            return Reply.method_not_allowed(route.method)
+            return self._refuse_method(request.path, route.method)
         return route.handler(request)
+
+    def _refuse_method(self, path: str, allowed: str) -> Reply:
+        started = time.perf_counter()
+        reply = Reply.method_not_allowed(allowed)
+        if self.metrics is not None:
+            route = path if path in self.routes else JOB_PATH
+            self.metrics.answered(route, 405, time.perf_counter() - started)
+        return reply
 
     def handle(self, path: str, body: bytes, api_key: str | None) -> Reply:
         """Answer a POST to ``path`` (waiting in this thread, if the request waits)."""
@@ -271,6 +302,21 @@ class StatusService:
     def list_jobs(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs``: a page of recent jobs, newest first."""
         return self._answer(JOBS_PATH, _read_query, self._list, "list", request)
+
+    def metrics_page(self, request: Request) -> Reply:
+        """``GET /metrics`` (where the metrics have a page): the metrics, for any key bound to
+        no owner, sent as ``x-api-key`` or as ``Authorization: Bearer <key>`` (what a
+        Prometheus ``authorization`` setting sends); for anyone with authentication off."""
+        try:
+            access = self._keyring.authorize(request.api_key or _bearer(request.authorization))
+            if access.owner is not None:
+                raise Forbidden("metrics")
+            page = self.metrics.exposition() if self.metrics is not None else None
+            if page is None:
+                return Reply.json(404, {"message": f"Not found: {request.path}"})
+        except Exception as exc:
+            return self._answers.failure(request.path, exc, None, time.perf_counter())
+        return Reply(200, page[1], (("Content-Type", page[0]),))
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -414,6 +460,14 @@ class StatusService:
     ) -> Reply:
         store = visible_store(self.store, access)
         return page_reply(store, self._answers, self._cursors, payload, started)
+
+
+def _recorder(metrics: bool | ServiceMetrics | None) -> ServiceMetrics | None:
+    if metrics is True:
+        from jobstatus.prometheus import PrometheusMetrics
+
+        return PrometheusMetrics()
+    return metrics or None
 
 
 def _decimal(text: str) -> float | None:
