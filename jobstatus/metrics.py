@@ -72,10 +72,10 @@ class ServiceMetrics:
 
     def watcher_reconnected(self, reason: str) -> None:
         """The watcher of the service's store lost its source and starts over. ``reason`` is
-        ``"error"`` (one of its store calls, the change feed's flush or its subscription
-        failed: it tries again after a pause, 0.1 s doubling up to 5 s) or ``"missed"`` (the
-        store's change feed said changes may have been missed: it reads every waited job
-        again)."""
+        ``"error"`` (one of its store calls or the change feed's flush failed: it tries again
+        after a pause, 0.1 s doubling up to 5 s) or ``"missed"`` (the store's change feed said
+        changes may have been missed: it reads every waited job again). A store that offers
+        no change notification is polled, which is no reconnect."""
 
     def exposition(self) -> tuple[str, bytes] | None:
         """The metrics page: its content type and body (None here: there is no page)."""

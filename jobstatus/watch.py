@@ -321,7 +321,6 @@ class Watcher:
                     subscription = subscribe(self.store, self._changed)
                 except Exception as exc:
                     log.info("no change notification from %r (%s): polling", self.store, exc)
-                    self._reconnected("error")
                     subscription = None
                 if subscription is None:
                     self._subscribe_at = time.monotonic() + _RESUBSCRIBE_SECONDS
