@@ -28,14 +28,14 @@ from jobstatus.errors import missing_extra
 from jobstatus.metrics import METRICS_PATH, ServiceMetrics
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+    import prometheus_client
 
 __all__ = ["MULTIPROCESS_VARIABLE", "SECONDS_BUCKETS", "PrometheusMetrics"]
 
-#: The variable that turns prometheus_client's multiprocess mode on: a folder, empty when the
-#: processes start, where each process keeps its values.
+#: The variable that turns prometheus_client's multiprocess mode on. It names a folder, empty
+#: when the processes start, where each process keeps its values.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-#: The buckets of both histograms, in seconds: a memory store answers in microseconds, a
+#: The buckets of both histograms, in seconds. A memory store answers in microseconds, a
 #: database in milliseconds, a failing one at its timeout.
 SECONDS_BUCKETS = (
     0.0005,
@@ -68,7 +68,7 @@ _made: weakref.WeakKeyDictionary[Any, _Families] = weakref.WeakKeyDictionary()
 _made_lock = threading.Lock()
 
 
-def _families(registry: CollectorRegistry) -> _Families:
+def _families(registry: prometheus_client.CollectorRegistry) -> _Families:
     """The metrics of ``registry``, made on first use."""
     from prometheus_client import Counter, Gauge, Histogram
 
@@ -132,7 +132,10 @@ class PrometheusMetrics(ServiceMetrics):
     """
 
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, path: str | None = METRICS_PATH
+        self,
+        registry: prometheus_client.CollectorRegistry | None = None,
+        *,
+        path: str | None = METRICS_PATH,
     ) -> None:
         try:
             import prometheus_client

@@ -154,7 +154,7 @@ class StatusService:
     ) -> None:
         if not (isinstance(max_wait, (int, float)) and 0 < max_wait < math.inf):
             raise ValueError(f"max_wait must be a positive number of seconds, got {max_wait!r}")
-        #: The hooks told of every answer, store call, wait and watcher restart; None: none.
+        #: The hooks told of every answer, store call, wait and watcher restart (or None).
         self.metrics = _recorder(metrics)
         if self.metrics is not None:
             store = MeasuredStore(store, self.metrics)

@@ -195,7 +195,7 @@ class Watcher:
         #: Store calls the watcher made (reads after changes, polls), for tests and benchmarks.
         self.queries = 0
         #: Told when the watcher loses its source
-        #: (:meth:`~jobstatus.metrics.ServiceMetrics.watcher_reconnected`); None: nobody.
+        #: (:meth:`~jobstatus.metrics.ServiceMetrics.watcher_reconnected`), or None.
         self.metrics: ServiceMetrics | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
