@@ -40,6 +40,7 @@ __all__ = ["METRICS_PATH", "MeasuredStore", "ServiceMetrics", "backend_name", "m
 METRICS_PATH = "/metrics"
 
 _T = TypeVar("_T")
+_clock = time.perf_counter
 # What a store raises as an answer rather than as a failure.
 _ANSWERS = (JobNotFound, Conflict)
 
@@ -88,7 +89,7 @@ def measured(
     """``handler``, each answer told to ``metrics.answered`` under ``route``: a reply when it
     is returned, a held long-poll when its reply is built."""
     answered = metrics.answered
-    clock = time.perf_counter
+    clock = _clock
 
     def answer(request: Request) -> Reply | Pending:
         started = clock()
@@ -129,14 +130,14 @@ class MeasuredStore:
         return getattr(self.store, name)
 
     def _measure(self, operation: str, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        started = time.perf_counter()
+        started = _clock()
         try:
             result = call(*args, **kwargs)
         except Exception as exc:
             failed = not isinstance(exc, _ANSWERS)
-            self._report(self.backend, operation, time.perf_counter() - started, failed)
+            self._report(self.backend, operation, _clock() - started, failed)
             raise
-        self._report(self.backend, operation, time.perf_counter() - started, False)
+        self._report(self.backend, operation, _clock() - started, False)
         return result
 
     def get(self, job_id: str) -> JobRecord:
@@ -173,20 +174,20 @@ class MeasuredStore:
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
-        started = time.perf_counter()
+        started = _clock()
         try:
             records = iter(self.store.list(since=since, status=status, limit=limit))
         except Exception as exc:
             failed = not isinstance(exc, _ANSWERS)
-            self._report(self.backend, "list", time.perf_counter() - started, failed)
+            self._report(self.backend, "list", _clock() - started, failed)
             raise
-        return self._timed(records, time.perf_counter() - started)
+        return self._timed(records, _clock() - started)
 
     def _timed(self, records: Iterator[JobRecord], spent: float) -> Iterator[JobRecord]:
         """``records`` as they come; the time spent getting them is reported once they end,
         fail or are dropped."""
         failed = False
-        clock = time.perf_counter
+        clock = _clock
         try:
             while True:
                 started = clock()

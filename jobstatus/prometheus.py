@@ -11,6 +11,8 @@ Where the values live:
   of that registry (``prometheus_client.start_http_server``, ``make_wsgi_app``).
   ``PrometheusMetrics(registry=CollectorRegistry())`` keeps them apart instead. The metrics
   are made once per registry: every service recording to one registry adds to the same series.
+  In multiprocess mode, keep every service of a process on one registry (the default): the
+  same series made in two registries would overwrite each other in the process's file.
 - In multiprocess mode -- ``PROMETHEUS_MULTIPROC_DIR`` set to an empty folder before the
   processes start, as ``jobstatus serve --metrics`` does for its gunicorn workers -- each
   process writes its values to files in that folder, and ``GET /metrics``, whichever process
