@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -398,7 +399,8 @@ def http(port: int, path: str, *, body: bytes | None = None, **headers: str) -> 
 @pytest.mark.slow
 def test_serve_sums_the_metrics_of_its_workers(tmp_path: Path) -> None:
     """Two gunicorn workers answer; every scrape, whichever worker answers it, counts every
-    request; the folder the values lived in is gone once the server stopped."""
+    request, a dead worker's included; the folder the values lived in is gone once the
+    server stopped."""
     pytest.importorskip("gunicorn")
     with FileSystemStore(tmp_path / "data") as store:
         store.put(JobRecord(job_id=JOB_ID, job_status="done"))
@@ -432,6 +434,12 @@ def test_serve_sums_the_metrics_of_its_workers(tmp_path: Path) -> None:
         assert any(values.glob("*.db"))
         for _ in range(6):  # each scrape may be answered by either worker: all show the sum
             assert _answers(port) == sent
+        killed = min(pids)  # a worker dies: gunicorn replaces it, its live values go, its
+        live = values / f"gauge_livesum_{killed}.db"  # counts stay
+        assert live.exists()
+        os.kill(killed, signal.SIGKILL)
+        until(lambda: not live.exists(), "the dead worker's live values to be dropped")
+        assert _answers(port) == sent
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
