@@ -9,9 +9,9 @@
 - :meth:`~ServiceMetrics.waiters_changed` as requests start and stop waiting for a change,
 - :meth:`~ServiceMetrics.watcher_reconnected` when the watcher of its store loses its source,
 
-and mounts ``GET /metrics`` (:data:`METRICS_PATH`) when :meth:`~ServiceMetrics.exposition`
-has a page to show. Without ``metrics`` none of this exists: no hook is called, no store call
-is timed, nothing is added to a request's path.
+and mounts the page of :meth:`~ServiceMetrics.exposition` at :attr:`ServiceMetrics.path`
+(``GET /metrics``, :data:`METRICS_PATH`, for Prometheus). Without ``metrics`` none of this
+exists: no hook is called, no store call is timed, nothing is added to a request's path.
 
 Every hook here does nothing; :class:`jobstatus.prometheus.PrometheusMetrics` records them as
 Prometheus metrics (``StatusService(store, metrics=True)``). Another recorder -- statsd,
