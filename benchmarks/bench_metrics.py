@@ -10,7 +10,7 @@ microseconds added. Multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, as ``jobsta
 --metrics`` runs) is measured in a process of its own, against metrics off there: the
 variable must be set before prometheus_client is imported.
 
-    python benchmarks/bench_metrics.py [--rounds 15] [--calls 5000]
+    python benchmarks/bench_metrics.py [--rounds 25] [--calls 5000]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def paired(rounds: dict[str, list[float]], name: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--calls", type=int, default=5000, help="per round and contender")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "metrics.json"))
     parser.add_argument("--multiprocess", action="store_true", help=argparse.SUPPRESS)

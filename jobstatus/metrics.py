@@ -141,7 +141,15 @@ class MeasuredStore:
         return result
 
     def get(self, job_id: str) -> JobRecord:
-        return self._measure("get", self.store.get, job_id)
+        # Every poll's call: spelled out, it costs half what _measure's generic call does.
+        started = _clock()
+        try:
+            record = self.store.get(job_id)
+        except Exception as exc:
+            self._report(self.backend, "get", _clock() - started, not isinstance(exc, _ANSWERS))
+            raise
+        self._report(self.backend, "get", _clock() - started, False)
+        return record
 
     def put(
         self, record: JobRecord, *, force: bool = False, expect_version: ExpectedVersion = None
