@@ -24,12 +24,11 @@ import os
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from jobstatus.errors import ConfigurationError, JobNotFound, Unauthorized, missing_extra
 from jobstatus.record import JobRecord
-from jobstatus.store import BaseStore, Store
+from jobstatus.store import BaseStore, Store, list_owned
 
 __all__ = ["ALL_SCOPES", "Access", "ApiKeys", "KeyRing", "SCOPES", "visible", "visible_store"]
 
@@ -220,7 +219,8 @@ def visible(record: JobRecord, access: Access) -> JobRecord:
 
 def visible_store(store: Store, access: Access) -> Store:
     """``store`` as ``access`` sees it: for a key bound to an owner, a view whose ``list``
-    yields that owner's records only (filtered as the store yields them: O(records listed))."""
+    yields that owner's records only (:func:`~jobstatus.store.list_owned`: through the store's
+    owner index where it has one)."""
     return store if access.owner is None else _OwnedView(store, access.owner)
 
 
@@ -241,9 +241,7 @@ class _OwnedView(BaseStore):
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
-        records = self._store.list(since=since, status=status)
-        owned = (record for record in records if record.owner == self._owner)
-        return owned if limit is None else islice(owned, limit)
+        return list_owned(self._store, self._owner, since=since, status=status, limit=limit)
 
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("an owner's view of a store is read-only")

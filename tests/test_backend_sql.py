@@ -1101,8 +1101,9 @@ def _plan(store: SQLStore, call: Any) -> str:
 
 
 def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
-    """5,000 old finished jobs and 20 recent running ones: the 600 s window and a status
-    filter are index range scans, never a scan of the table; so is a purge of expired jobs."""
+    """5,000 old finished jobs, 20 recent running ones and 5 of one owner: the 600 s window, a
+    status filter and one owner's jobs are index range scans, never a scan of the table; so is
+    a purge of expired jobs."""
     now = time.time()
     sql_store.restore(
         JobRecord(job_id=f"old-{n}", job_status="done", updated_at=now - 86400 - n)
@@ -1111,12 +1112,16 @@ def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
     sql_store.restore(
         JobRecord(job_id=f"new-{n}", job_status="running", updated_at=now - n) for n in range(20)
     )
+    sql_store.restore(
+        JobRecord(job_id=f"mine-{n}", job_status="done", updated_at=now - n, owner="alice")
+        for n in range(5)
+    )
     name = sql_store.table.name
     with sql_store.engine.begin() as conn:
         conn.exec_driver_sql(_ANALYZE[sql_store.engine.dialect.name].format(name))
 
     def since() -> None:
-        assert len(list(sql_store.list(since=now - 600))) == 20
+        assert len(list(sql_store.list(since=now - 600))) == 25
 
     def by_status() -> None:
         assert len(list(sql_store.list(status="running"))) == 20
@@ -1124,10 +1129,14 @@ def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
     def both() -> None:
         assert len(list(sql_store.list(since=now - 600, status=["running", "failed"]))) == 20
 
+    def owned() -> None:
+        assert [r.job_id for r in sql_store.list_owned("alice")] == [f"mine-{n}" for n in range(5)]
+
     assert f"ix_{name}_updated" in _plan(sql_store, since)
+    assert f"ix_{name}_owner" in _plan(sql_store, owned)
     assert f"ix_{name}_status" in _plan(sql_store, by_status)
     assert re.search(f"ix_{name}_(status|updated)", _plan(sql_store, both))
-    for query in (since, by_status, both):
+    for query in (since, by_status, both, owned):
         plan = _plan(sql_store, query)
         assert "Seq Scan" not in plan, plan  # PostgreSQL
         assert f"SCAN {name}" not in plan, plan  # SQLite
