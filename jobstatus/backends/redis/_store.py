@@ -162,6 +162,36 @@ class RedisStore(BaseStore):
         live = (e[2] for e in entries if e[2].expires_at is None or not e[2].is_expired(now))
         yield from live if limit is None else islice(live, limit)
 
+    def list_owned(
+        self,
+        owner: str,
+        *,
+        since: float | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """:meth:`list` for one owner's records, read from the owner's index (``P:owner:<owner>``,
+        a zset like ``P:updated``): other owners' records are never read; a status filter is
+        applied to the owner's records as they are read."""
+        check_limit(limit)
+        return self._owned(owner, since, normalize_status(status), limit)
+
+    def _owned(
+        self, owner: str, since: float | None, statuses: frozenset[str] | None, limit: int | None
+    ) -> Iterator[JobRecord]:
+        if limit == 0 or (statuses is not None and not statuses):
+            return
+        low = "-inf" if since is None else repr(float(since))
+        page = self.page_size if limit is None else min(limit, self.page_size)
+        now = time.time()
+        owned = (
+            entry[2]
+            for entry in self._scan(f"{self.prefix}:owner:{owner}", low, page)
+            if (statuses is None or entry[2].job_status in statuses)
+            and (entry[2].expires_at is None or not entry[2].is_expired(now))
+        )
+        yield from owned if limit is None else islice(owned, limit)
+
     def _scan(self, key: str, low: str, page: int) -> Iterator[_Entry]:
         """The entries of one index, newest first, page by page: each page starts at the last
         score seen, past the entries at that score already seen."""
@@ -204,6 +234,7 @@ class RedisStore(BaseStore):
         stamp = time.time()
         args = [self.prefix, job_id, data, record.job_status, version, repr(stamp)]
         args += [_expiry_ms(record), "1" if force else "0", mode, expected, token]
+        args.append(record.owner or "")
         reply = self._run(self._put, args, f"cannot write job {job_id!r}")
         if reply[0] == 1:
             return dataclasses.replace(record, updated_at=stamp, version=version)
@@ -225,7 +256,7 @@ class RedisStore(BaseStore):
                 data = record.to_json().encode("utf-8")
                 stamp = time.time() if record.updated_at is None else float(record.updated_at)
                 args += [job_id, data, record.job_status, version_of(data), repr(stamp)]
-                args.append(_expiry_ms(record))
+                args += [_expiry_ms(record), record.owner or ""]
             self._run(self._restore, args, "cannot restore jobs")
             count += len(batch)
         return count
