@@ -35,7 +35,7 @@ from jobstatus.backends.redis import RedisStore, _scripts  # noqa: E402
 from jobstatus.backends.redis._url import parse_redis_url  # noqa: E402
 from jobstatus.migrate import migrate  # noqa: E402
 from jobstatus.store import Store, version_of  # noqa: E402
-from jobstatus.testing import StoreTests  # noqa: E402
+from jobstatus.testing import ChangeNotificationTests, StoreTests  # noqa: E402
 from jobstatus.testing.suite import UPSTREAM_EXAMPLE  # noqa: E402
 from tests import test_http as http_suite  # noqa: E402
 from tests.clients import Client  # noqa: E402
@@ -98,6 +98,20 @@ class TestRedisStore(StoreTests):
     def store(self, suite_store: RedisStore, raw: Any) -> RedisStore:
         remove_prefix(raw, suite_store.prefix)
         return suite_store
+
+
+class TestRedisStoreChanges(ChangeNotificationTests):
+    """Every writer on the same Redis and prefix is reported: here another store object."""
+
+    @pytest.fixture
+    def store(self, prefix: str) -> Iterator[Store]:
+        with RedisStore.from_url(shared_redis_url(), prefix=prefix) as store:
+            yield store
+
+    @pytest.fixture
+    def other_writer(self, prefix: str) -> Iterator[Store]:
+        with RedisStore.from_url(shared_redis_url(), prefix=prefix) as store:
+            yield store
 
 
 class TestRedisStoreOnAHostClient(StoreTests):

@@ -7,6 +7,7 @@ import heapq
 import math
 import os
 import time
+import weakref
 from collections.abc import Collection, Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -17,12 +18,14 @@ from redis.commands.core import Script
 from jobstatus.backends.redis import _scripts
 from jobstatus.backends.redis._changes import ChangeFeed
 from jobstatus.backends.redis._client import ERRORS, Connector, failure
+from jobstatus.backends.redis._subscription import FeedSubscription
 from jobstatus.backends.redis._url import DEFAULT_PREFIX, parse_redis_url
 from jobstatus.errors import Conflict, InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
 from jobstatus.store import (
     ABSENT,
     BaseStore,
+    ChangeCallback,
     ExpectedVersion,
     check_expected,
     check_limit,
@@ -80,6 +83,7 @@ class RedisStore(BaseStore):
         # job_id -> (version, updated_at, record): a record polled again is parsed once. A hit
         # needs the same version (a hash of the stored bytes): never a stale record.
         self._recent: dict[str, tuple[Any, float, JobRecord]] = {}
+        self._subscriptions: weakref.WeakSet[FeedSubscription] = weakref.WeakSet()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -312,8 +316,19 @@ class RedisStore(BaseStore):
         """A :class:`ChangeFeed` of the ids this store's writers change (on any process)."""
         return ChangeFeed(self._connector.shared(), self.channel, self.where)
 
+    def subscribe(self, callback: ChangeCallback) -> FeedSubscription:
+        """Change notification (see :mod:`jobstatus.store`): ``callback`` gets the id of every
+        job any process changes through this Redis and prefix, from a thread that reads the
+        change feed; ``callback(None)`` after the feed reconnected."""
+        subscription = FeedSubscription(self.changes, callback)
+        self._subscriptions.add(subscription)
+        return subscription
+
     def close(self) -> None:
-        """Close the connections of a client the store built; a host's client stays open."""
+        """Close the subscriptions, then the connections of a client the store built; a host's
+        client stays open."""
+        for subscription in list(self._subscriptions):
+            subscription.close()
         self._connector.close()
 
 
