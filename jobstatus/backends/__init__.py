@@ -12,11 +12,12 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, NamedTuple
 
+from jobstatus.backends._timeout import DEFAULT_TIMEOUT
 from jobstatus.errors import ConfigurationError, redact
 from jobstatus.errors import missing_extra as missing_extra  # re-exported for the backends
 from jobstatus.store import Store
 
-__all__ = ["ENTRY_POINT_GROUP", "known_schemes", "open_store"]
+__all__ = ["DEFAULT_TIMEOUT", "ENTRY_POINT_GROUP", "known_schemes", "open_store"]
 
 ENTRY_POINT_GROUP = "jobstatus.backends"
 
