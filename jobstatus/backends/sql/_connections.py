@@ -7,7 +7,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -121,15 +121,14 @@ class Connections:
     @contextmanager
     def connect(self, *, write: bool) -> Iterator[Connection]:
         """A SQLAlchemy connection, in a transaction committed on exit for a write (a read's
-        is rolled back), armed on the watchdog until then."""
+        is rolled back as it closes), armed on the watchdog until it is closed."""
         self.prepare()
-        with self.serial, self.engine.connect() as conn, self._armed(conn):
+        with self.serial, self.engine.connect() as conn, self._armed(conn), closing(conn):
             if write:
                 with conn.begin():
                     yield conn
             else:
                 yield conn
-                conn.rollback()
 
     @contextmanager
     def _armed(self, conn: Connection) -> Iterator[None]:
