@@ -120,6 +120,10 @@ def test_the_keyword_wins_over_the_url_and_reaches_the_store() -> None:
     assert _connect_args(f"{POSTGRES}?timeout=9", timeout=3)["tcp_user_timeout"] == "3000"
     with open_store(f"{POSTGRES}?timeout=9", timeout=3) as store:
         assert store.timeout == 3.0  # type: ignore[attr-defined]
+        # and no call waits longer than that for a free connection of the pool
+        assert store.engine.pool.timeout() == 3.0  # type: ignore[attr-defined]
+    with open_store(POSTGRES, timeout=3, pool_timeout=30) as store:
+        assert store.engine.pool.timeout() == 30  # type: ignore[attr-defined]
     with open_store(POSTGRES) as store:
         assert store.timeout == DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 

@@ -69,7 +69,7 @@ def create_sql_engine(
       answer, through the driver's options (``connect_timeout``, keepalives,
       ``tcp_user_timeout`` and ``statement_timeout`` on libpq; ``connect_timeout``,
       ``read_timeout`` and ``write_timeout`` on PyMySQL and mysqlclient), each unless the URL's
-      query or ``connect_args`` sets it;
+      query or ``connect_args`` sets it, and the pool's ``pool_timeout`` unless given;
     - servers: a connection idle for more than ``ping_after_idle`` seconds
       (:data:`PING_AFTER_IDLE`) is pinged before use (``pool_pre_ping=True`` pings every
       checkout instead), within ``timeout``; a store on the engine also gives back the
@@ -113,6 +113,8 @@ def create_sql_engine(
             **connect_args,
         }
         pre_ping = bool(options.pop("pool_pre_ping", False))
+        if "poolclass" not in options:  # a QueuePool: waiting for a free connection too
+            options.setdefault("pool_timeout", limit)
     if memory:
         options.setdefault("poolclass", StaticPool)
         connect_args = {"check_same_thread": False, **connect_args}
