@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 import weakref
@@ -174,7 +175,7 @@ def _driver_timeouts(driver: str, seconds: float) -> dict[str, Any]:
         whole = math.ceil(seconds)
         idle = max(1, math.ceil(seconds / 2))
         millis = math.ceil(seconds * 1000)
-        return {
+        options = {
             "connect_timeout": str(max(2, whole)),
             "keepalives": "1",
             "keepalives_idle": str(idle),
@@ -183,10 +184,24 @@ def _driver_timeouts(driver: str, seconds: float) -> dict[str, Any]:
             "tcp_user_timeout": str(millis),
             "options": f"-c statement_timeout={millis}",
         }
+        if _libpq_version(driver) < 120000:  # libpq 11 and older refuse an unknown option
+            del options["tcp_user_timeout"]
+        return options
     convert = _MYSQL_DRIVERS.get(driver)
     if convert is None:
         return {}
     return {name: convert(seconds) for name in ("connect_timeout", "read_timeout", "write_timeout")}
+
+
+def _libpq_version(driver: str) -> int:
+    """The version of the libpq the driver runs on (``120000`` for 12.0); 0 when unknown."""
+    try:
+        module: Any = importlib.import_module(driver)  # imported by the engine anyway
+        if driver == "psycopg":
+            return int(module.pq.version())
+        return int(module.__libpq_version__)  # psycopg2
+    except (ImportError, AttributeError):
+        return 0
 
 
 def _ping_when_idle(engine: Engine, idle: float, timeout: float) -> None:
