@@ -19,7 +19,7 @@ from jobstatus.backends.redis import _scripts
 from jobstatus.backends.redis._changes import ChangeFeed
 from jobstatus.backends.redis._client import ERRORS, Connector, failure
 from jobstatus.backends.redis._subscription import FeedSubscription
-from jobstatus.backends.redis._url import DEFAULT_PREFIX, parse_redis_url
+from jobstatus.backends.redis._url import DEFAULT_PREFIX, DEFAULT_TIMEOUT, parse_redis_url
 from jobstatus.errors import Conflict, InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
 from jobstatus.store import (
@@ -313,8 +313,11 @@ class RedisStore(BaseStore):
     # -- the change feed, and the rest -----------------------------------------------------
 
     def changes(self) -> ChangeFeed:
-        """A :class:`ChangeFeed` of the ids this store's writers change (on any process)."""
-        return ChangeFeed(self._connector.shared(), self.channel, self.where)
+        """A :class:`ChangeFeed` of the ids this store's writers change (on any process); it
+        waits for Redis to confirm the subscription as long as a command's answer."""
+        client = self._connector.shared()
+        timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        return ChangeFeed(client, self.channel, self.where, timeout=timeout or DEFAULT_TIMEOUT)
 
     def subscribe(self, callback: ChangeCallback) -> FeedSubscription:
         """Change notification (see :mod:`jobstatus.store`): ``callback`` gets the id of every
