@@ -98,6 +98,8 @@ class Calls:
 
     def get(self) -> str:
         outcome = ask(self.port, JOB_ID)
+        if outcome.status is None:
+            return f"no answer: {outcome.problem}"
         return _http_outcome(outcome.status, outcome.body, is_the_record(outcome, JOB_ID),
                              is_spec_500(outcome))  # fmt: skip
 
@@ -145,7 +147,7 @@ def _is_spec_500_body(body: bytes) -> bool:
     return is_spec_500(Outcome(0.0, 0.0, 500, body))
 
 
-def _http_outcome(status: int | None, body: bytes, healthy: bool, spec_500: bool) -> str:
+def _http_outcome(status: int, body: bytes, healthy: bool, spec_500: bool) -> str:
     if healthy:
         return str(status)
     if spec_500:

@@ -328,6 +328,10 @@ class S3Objects(Objects):
                 UploadId=upload_id,
                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
             )
+        except NoAnswer:
+            # The endpoint is not answering: an abort would wait as long, and fail the same
+            # way (a bucket's lifecycle rule for incomplete uploads removes the part).
+            raise
         except BaseException:
             with suppress(Exception):
                 await self._object_call("abort_multipart_upload", item.job_id, UploadId=upload_id)

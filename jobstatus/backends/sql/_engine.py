@@ -91,36 +91,23 @@ def create_sql_engine(
     default = _DEFAULT_DRIVERS.get(parsed.drivername)
     if default is not None:
         parsed = parsed.set(drivername=default[0])
-    if "timeout" in parsed.query:
-        if timeout is None:
-            timeout = _one_value(parsed.query["timeout"])
-        parsed = parsed.difference_update_query(["timeout"])
-    seconds = None if timeout is None else check_timeout(timeout)
+    parsed, seconds = _taken_timeout(parsed, timeout)
     backend = parsed.get_backend_name()
     memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
-    connect_args = dict(options.get("connect_args", {}))
     if backend == "sqlite":
         busy_ms: int | None = (
             SQLITE_BUSY_TIMEOUT_MS if seconds is None else math.ceil(seconds * 1000)
         )
-        if "timeout" in connect_args:  # sqlite3's own busy timeout, in seconds
+        if "timeout" in options.get("connect_args", {}):  # sqlite3's own, in seconds
             busy_ms = None
         limit = DEFAULT_TIMEOUT if busy_ms is None else busy_ms / 1000
     else:
         limit = DEFAULT_TIMEOUT if seconds is None else seconds
-        derived = _driver_timeouts(parsed.get_driver_name(), limit)
-        connect_args = {
-            **{k: v for k, v in derived.items() if k not in parsed.query},
-            **connect_args,
-        }
+        _bound_server_waits(parsed, limit, options)
         pre_ping = bool(options.pop("pool_pre_ping", False))
-        if "poolclass" not in options:  # a QueuePool: waiting for a free connection too
-            options.setdefault("pool_timeout", limit)
     if memory:
         options.setdefault("poolclass", StaticPool)
-        connect_args = {"check_same_thread": False, **connect_args}
-    if connect_args:
-        options["connect_args"] = connect_args
+        options["connect_args"] = {"check_same_thread": False, **options.get("connect_args", {})}
     try:
         engine = sa.create_engine(parsed, **options)
     except ImportError as exc:
@@ -156,10 +143,30 @@ def watched(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql" and engine.dialect.driver in _LIBPQ_DRIVERS
 
 
-def _one_value(value: str | tuple[str, ...]) -> str:
+def _taken_timeout(url: sa.URL, timeout: float | str | None) -> tuple[sa.URL, float | None]:
+    """The URL without its ``timeout`` query option (the store's, not the driver's), and the
+    timeout: the keyword's, else the URL's, else None."""
+    value = url.query.get("timeout")
+    if value is None:
+        return url, None if timeout is None else check_timeout(timeout)
     if isinstance(value, tuple):
         raise ConfigurationError(f"timeout is given {len(value)} times in the URL")
-    return value
+    return url.difference_update_query(["timeout"]), check_timeout(
+        value if timeout is None else timeout
+    )
+
+
+def _bound_server_waits(url: sa.URL, seconds: float, options: dict[str, Any]) -> None:
+    """Add to the engine's ``options`` the driver's timeouts (those neither the URL's query nor
+    ``connect_args`` set) and the pool's ``pool_timeout`` (unless set, or another pool)."""
+    connect_args = options.get("connect_args", {})
+    derived = _driver_timeouts(url.get_driver_name(), seconds)
+    options["connect_args"] = {
+        **{k: v for k, v in derived.items() if k not in url.query},
+        **connect_args,
+    }
+    if "poolclass" not in options:  # a QueuePool: waiting for a free connection too
+        options.setdefault("pool_timeout", seconds)
 
 
 def _driver_timeouts(driver: str, seconds: float) -> dict[str, Any]:
