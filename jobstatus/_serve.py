@@ -20,11 +20,11 @@ from typing import Any
 from jobstatus._schema import UUID_PATTERN
 from jobstatus.errors import ConfigurationError, missing_extra
 
-__all__ = ["DASHBOARD_THREADS", "check_address", "serve"]
+__all__ = ["THREADS", "check_address", "serve"]
 
-#: How many threads each worker has with the dashboard. The service lets at most
-#: ``max_waiters`` (8) of them wait, so as many again are always free for other requests.
-DASHBOARD_THREADS = 16
+#: How many threads each worker answers from. The service lets at most ``max_waiters`` (8) of
+#: them wait (long-polls), so as many again are always free for other requests.
+THREADS = 16
 
 
 def check_address(host: str, port: int) -> None:
@@ -78,10 +78,10 @@ def serve(
     """Run gunicorn in the foreground until it is stopped. ``job_id_pattern`` is the
     :class:`~jobstatus.StatusService`'s: the job ids it serves (a UUID by default).
 
-    With ``dashboard``, the job dashboard is served at ``/v1/toolkit/dashboard/`` too, and
-    each worker answers from :data:`DASHBOARD_THREADS` threads (gunicorn's ``gthread``
-    workers): the page follows running jobs with long-polls, each of which holds a thread
-    while it waits, and a thread-per-worker server would be held whole by one.
+    Each worker answers from :data:`THREADS` threads (gunicorn's ``gthread`` workers): a
+    long-poll (``?wait=``, the dashboard following running jobs) holds a thread while it
+    waits, and would hold a single-threaded worker whole. With ``dashboard``, the job
+    dashboard is served at ``/v1/toolkit/dashboard/`` too.
 
     With ``metrics``, every worker records Prometheus metrics and serves them at
     ``GET /metrics`` in prometheus_client's multiprocess mode: the page shows the sum over
@@ -113,7 +113,8 @@ def serve(
                 "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
                 "workers": workers,
                 "accesslog": "-",
-                **({"worker_class": "gthread", "threads": DASHBOARD_THREADS} if dashboard else {}),
+                "worker_class": "gthread",
+                "threads": THREADS,
                 **metrics_options,
                 **(extra_options or {}),
             }

@@ -61,10 +61,11 @@ class ServiceMetrics:
 
     def store_called(self, backend: str, operation: str, seconds: float, failed: bool) -> None:
         """A call to the store ended after ``seconds``. ``operation`` is the method: ``get``,
-        ``put``, ``restore``, ``delete``, ``list`` (its time is the time spent in the store
-        until the listing was read to its end or dropped) or ``purge``. ``failed``: it raised
-        something other than the protocol's answers :class:`~jobstatus.JobNotFound` and
-        :class:`~jobstatus.Conflict`. ``backend`` is :func:`backend_name` of the store."""
+        ``put``, ``restore``, ``delete``, ``purge``, ``list`` or ``list_owned`` (a listing's
+        time is the time spent in the store until it was read to its end or dropped).
+        ``failed``: it raised something other than the protocol's answers
+        :class:`~jobstatus.JobNotFound` and :class:`~jobstatus.Conflict`. ``backend`` is
+        :func:`backend_name` of the store."""
 
     def waiters_changed(self, mode: str, change: int) -> None:
         """``change`` (+1 or -1) requests wait for a change now: ``mode`` is ``"thread"`` for
@@ -113,8 +114,9 @@ def backend_name(store: object) -> str:
 
 class MeasuredStore:
     """``store``, with the time and outcome of every call reported to ``metrics``
-    (:meth:`ServiceMetrics.store_called`). Anything else -- ``subscribe``, ``exists``, a
-    backend's own attributes -- is the store's own, untouched."""
+    (:meth:`ServiceMetrics.store_called`), ``list_owned`` included where the store has it.
+    Anything else -- ``subscribe``, ``exists``, a backend's own attributes -- is the store's
+    own, untouched."""
 
     def __init__(self, store: Store, metrics: ServiceMetrics, backend: str | None = None) -> None:
         #: The store measured.
@@ -122,6 +124,8 @@ class MeasuredStore:
         #: The ``backend`` label of every call.
         self.backend = backend_name(store) if backend is None else backend
         self._report = metrics.store_called
+        if hasattr(store, "list_owned"):  # the optional capability, measured as it is offered
+            self.list_owned = self._list_owned
 
     def __repr__(self) -> str:
         return f"MeasuredStore({self.store!r})"
@@ -129,13 +133,16 @@ class MeasuredStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
+    def _failed(self, operation: str, started: float, exc: Exception) -> None:
+        failed = not isinstance(exc, _ANSWERS)
+        self._report(self.backend, operation, _clock() - started, failed)
+
     def _measure(self, operation: str, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         started = _clock()
         try:
             result = call(*args, **kwargs)
         except Exception as exc:
-            failed = not isinstance(exc, _ANSWERS)
-            self._report(self.backend, operation, _clock() - started, failed)
+            self._failed(operation, started, exc)
             raise
         self._report(self.backend, operation, _clock() - started, False)
         return result
@@ -146,7 +153,7 @@ class MeasuredStore:
         try:
             record = self.store.get(job_id)
         except Exception as exc:
-            self._report(self.backend, "get", _clock() - started, not isinstance(exc, _ANSWERS))
+            self._failed("get", started, exc)
             raise
         self._report(self.backend, "get", _clock() - started, False)
         return record
@@ -182,16 +189,26 @@ class MeasuredStore:
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
+        return self._listing("list", self.store.list, since=since, status=status, limit=limit)
+
+    def _list_owned(self, owner: str, **filters: Any) -> Iterator[JobRecord]:
+        store: Any = self.store
+        return self._listing("list_owned", store.list_owned, owner, **filters)
+
+    def _listing(
+        self, operation: str, call: Callable[..., Iterable[JobRecord]], *args: Any, **kwargs: Any
+    ) -> Iterator[JobRecord]:
         started = _clock()
         try:
-            records = iter(self.store.list(since=since, status=status, limit=limit))
+            records = iter(call(*args, **kwargs))
         except Exception as exc:
-            failed = not isinstance(exc, _ANSWERS)
-            self._report(self.backend, "list", _clock() - started, failed)
+            self._failed(operation, started, exc)
             raise
-        return self._timed(records, _clock() - started)
+        return self._timed(operation, records, _clock() - started)
 
-    def _timed(self, records: Iterator[JobRecord], spent: float) -> Iterator[JobRecord]:
+    def _timed(
+        self, operation: str, records: Iterator[JobRecord], spent: float
+    ) -> Iterator[JobRecord]:
         """``records`` as they come; the time spent getting them is reported once they end,
         fail or are dropped."""
         failed = False
@@ -213,7 +230,7 @@ class MeasuredStore:
             close = getattr(records, "close", None)
             if close is not None:
                 close()
-            self._report(self.backend, "list", spent, failed)
+            self._report(self.backend, operation, spent, failed)
 
     def close(self) -> None:
         self.store.close()

@@ -36,6 +36,14 @@ The contract, which a backend's docs and tests must meet:
   call was reported (the memory store calls back synchronously; the filesystem store reads
   the kernel's queue). A watcher whose subscription can flush answers a conditional request
   from what it was told, without a query; one that cannot always asks the store.
+
+Listing by owner (an optional capability)
+-----------------------------------------
+
+A key bound to an owner lists that owner's records only. A store that can read them through an
+index offers :meth:`OwnerLister.list_owned`, with the contract of :meth:`Store.list` restricted
+to the records whose ``owner`` is the one given; :func:`list_owned` calls it when it is there,
+and otherwise filters ``list`` as it yields (O(records listed)).
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ __all__ = [
     "ChangeCallback",
     "ChangeNotifier",
     "ExpectedVersion",
+    "OwnerLister",
     "Store",
     "Subscribers",
     "Subscription",
@@ -67,6 +76,7 @@ __all__ = [
     "check_purge",
     "expiry_of",
     "keeps_stored",
+    "list_owned",
     "normalize_status",
     "purges",
     "subscribe",
@@ -197,6 +207,42 @@ def subscribe(store: object, callback: ChangeCallback) -> Subscription | None:
         return None
     subscription: Subscription = method(callback)
     return subscription
+
+
+@runtime_checkable
+class OwnerLister(Protocol):
+    """The optional capability of a store that lists one owner's records through an index."""
+
+    def list_owned(
+        self,
+        owner: str,
+        *,
+        since: float | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """:meth:`Store.list`, restricted to the records whose ``owner`` is ``owner``."""
+        ...
+
+
+def list_owned(
+    store: Store,
+    owner: str,
+    *,
+    since: float | None = None,
+    status: str | Collection[str] | None = None,
+    limit: int | None = None,
+) -> Iterator[JobRecord]:
+    """The records of ``owner``, as :meth:`Store.list` orders and bounds them: through
+    ``store.list_owned`` when the store offers it, else ``store.list`` filtered."""
+    method: Any = getattr(store, "list_owned", None)
+    if method is not None:
+        owned_records: Iterator[JobRecord] = method(owner, since=since, status=status, limit=limit)
+        return owned_records
+    check_limit(limit)
+    records = store.list(since=since, status=status)
+    owned = (record for record in records if record.owner == owner)
+    return owned if limit is None else itertools.islice(owned, limit)
 
 
 class Subscribers:

@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 
-from jobstatus import ConfigurationError, JobRecord, StatusService, StorageError
+from jobstatus import ConfigurationError, JobRecord, StatusService, StorageError, open_store
 from jobstatus.adapters.wsgi import make_app
 from jobstatus.backends.filesystem import FileSystemStore
 from jobstatus.backends.memory import MemoryStore
 from jobstatus.metrics import METRICS_PATH, MeasuredStore, ServiceMetrics, backend_name
 from jobstatus.service import JOB_PATH, JOB_STATUS_PATH, JOBS_PATH, JOBS_STATUS_PATH
+from jobstatus.store import list_owned
 from jobstatus.testing import ChangeNotificationTests, StoreTests
 from jobstatus.wire import Request
 from tests.clients import ADAPTERS, call_wsgi
@@ -204,6 +205,20 @@ def test_a_listing_that_fails_midway_is_a_failed_call(tmp_path: Path) -> None:
     assert recorder.of("store_called")[-1][1:] == ("list", pytest.approx(0, abs=60), True)
 
 
+@pytest.mark.extras
+def test_an_owner_listing_is_measured_where_the_store_has_an_index(tmp_path: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    recorder = Recorder()
+    with open_store(f"sqlite:///{tmp_path}/jobs.db") as inner:
+        store = MeasuredStore(inner, recorder)
+        store.put(JobRecord(job_id="a", job_status="done", owner="ann"))
+        store.put(JobRecord(job_id="b", job_status="done", owner="bob"))
+        assert [record.job_id for record in list_owned(store, "ann")] == ["a"]
+    operations = [op for _, op, _, _ in recorder.of("store_called")]
+    assert operations == ["put", "put", "list_owned"]
+    assert not hasattr(MeasuredStore(MemoryStore(), recorder), "list_owned")  # none to offer
+
+
 def test_the_backend_label_is_the_class_name(tmp_path: Path) -> None:
     assert backend_name(MemoryStore()) == "memory"
     assert backend_name(FileSystemStore(tmp_path)) == "filesystem"
@@ -245,8 +260,10 @@ def test_the_watcher_tells_when_its_change_feed_missed_changes(tmp_path: Path) -
         until(lambda: service.wait_limits.held(blocking=True) == 1, "the request to wait")
         shutil.rmtree(tmp_path / "jobs")
         waiting.join(30)
-    assert answered == [404]  # the job went with its folder
-    assert ("missed",) in recorder.of("watcher_reconnected")
+        assert answered == [404]  # the job went with its folder
+        until(  # the folder's own event may come after its files'
+            lambda: ("missed",) in recorder.of("watcher_reconnected"), "the feed's reconnect"
+        )
 
 
 def test_the_watcher_tells_when_its_store_fails(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--dashboard",
         action="store_true",
-        help="also serve the job dashboard at /v1/toolkit/dashboard/ (threaded workers)",
+        help="also serve the job dashboard at /v1/toolkit/dashboard/",
     )
     serve.add_argument(
         "--metrics",

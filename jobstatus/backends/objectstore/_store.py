@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from jobstatus.backends._timeout import DEFAULT_TIMEOUT, check_timeout
 from jobstatus.backends.objectstore._fsspec import FsspecObjects
 from jobstatus.backends.objectstore._objects import (
     SUFFIX,
@@ -80,10 +81,20 @@ class ObjectStore(BaseStore):
         clock_skew: how far a writer's clock may be from the store's, in seconds.
         close_fs: close the filesystem's connections in :meth:`close` (``open_store`` makes
             a filesystem for each store and sets it; one handed in stays open by default).
+        timeout: on S3, seconds each request of the store may take, botocore's retries
+            included, before the call fails with a :class:`~jobstatus.StorageError`
+            (:data:`~jobstatus.backends.DEFAULT_TIMEOUT` by default). Other
+            filesystems bound their requests with their own options.
     """
 
     def __init__(
-        self, fs: Any, root: str, *, clock_skew: float = DEFAULT_CLOCK_SKEW, close_fs: bool = False
+        self,
+        fs: Any,
+        root: str,
+        *,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        close_fs: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.root = root.rstrip("/")
         self._close_fs = close_fs
@@ -91,7 +102,9 @@ class ObjectStore(BaseStore):
         folder = f"{self.root}/jobs"
         secrets = secret_values(getattr(fs, "storage_options", {}))
         if is_s3(fs):
-            self._objects: Objects = S3Objects(fs, folder, self.url, secrets, clock_skew)
+            self._objects: Objects = S3Objects(
+                fs, folder, self.url, secrets, clock_skew, check_timeout(timeout)
+            )
         else:
             self._objects = FsspecObjects(fs, self.root, self.url, secrets)
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateColumn
 
 from jobstatus.backends.sql._connections import Connections
+from jobstatus.backends.sql._watchdog import NoAnswer
 from jobstatus.errors import StorageError
 
 __all__ = ["Schema"]
@@ -93,6 +94,8 @@ class Schema:
                 try:
                     with self._connections.connect(write=True) as conn:
                         step(conn)
+                except NoAnswer as exc:
+                    raise self._connections.failure(action, exc) from exc
                 except sa_exc.SQLAlchemyError as exc:
                     # Lost a race (the other process's step won: "already exists", or on
                     # PostgreSQL a unique violation in pg_type) or met its lock (SQLite's
