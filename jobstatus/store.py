@@ -52,6 +52,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from jobstatus.errors import Conflict
 from jobstatus.record import FINAL_STATES, JobRecord
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 
 __all__ = [
     "ABSENT",
@@ -248,12 +249,18 @@ _Self = TypeVar("_Self", bound="BaseStore")
 
 
 class BaseStore:
-    """Context-manager support, :meth:`exists` and a no-op :meth:`close` for backends."""
+    """Context-manager support, :meth:`exists`, a :meth:`repair` that finds nothing and a
+    no-op :meth:`close` for backends."""
 
     def exists(self) -> bool:
         """True when the store's container (folder, table, bucket) is there. Reads never
         create it; the first write does. A store without a container always exists."""
         return True
+
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Find and clear what interrupted writes left (:mod:`jobstatus.repair`); a store
+        whose writes leave nothing behind keeps this default, which finds nothing."""
+        return RepairReport(dry_run=dry_run)
 
     def close(self) -> None:
         """Release resources; nothing to release by default."""
