@@ -76,7 +76,7 @@ class RepairReport:
 
     @property
     def clean(self) -> bool:
-        """True when nothing is left: nothing was found, or everything found was repaired."""
+        """Whether nothing is left (nothing was found, or everything found was repaired)."""
         return all(leftover.repaired for leftover in self.leftovers)
 
     def found(self) -> dict[str, int]:
