@@ -38,6 +38,7 @@ from jobstatus.errors import JobNotFound, StorageError
 from jobstatus.repair import repair
 from jobstatus.store import Store
 from jobstatus.testing._crash_ops import JOBS, Op, State, after, plan, record_of
+from jobstatus.testing._crash_stores import InFlight
 from jobstatus.testing._crash_writer import (
     ALL_DONE,
     ELAPSED,
@@ -150,6 +151,8 @@ class CrashTrials:
         self.span = 0.0  # seconds a store call of the writer takes, on average
         self.events = 0  # audited events inside its store calls
         self.deep_checks = 0
+        self.in_flight = InFlight(store)
+        self.settle_rounds = 0  # reads repeated because the store changed after the kill
         for job_id in JOBS:  # a clean start
             self.store.delete(job_id)
 
@@ -219,6 +222,7 @@ class CrashTrials:
         if mode == "calibration":  # the longest a store call of the run took on average
             self.span = max(self.span, numbers[ELAPSED] / 1e9 / max(len(ops) - 1, 1))
             self.events = max(self.events, numbers[EVENTS])
+        self._settle()
         confirmed = self.state
         for op in ops[:finished]:
             confirmed = after(confirmed, op)
@@ -237,6 +241,31 @@ class CrashTrials:
         )
 
     # -- the checks --------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Wait until the dead writer's last request is done with (:class:`InFlight`)."""
+        self.in_flight.sessions()
+        if not self.in_flight.pause:
+            return
+        last = self._snapshot()
+        for _ in range(100):
+            pause(self.in_flight.pause)
+            now = self._snapshot()
+            if now == last:
+                return
+            self.settle_rounds += 1
+            last = now
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """What ``get`` and ``list`` show now, versions included."""
+        found: list[Any] = []
+        for job_id in JOBS:
+            try:
+                found.append(self.store.get(job_id).version)
+            except (JobNotFound, StorageError) as exc:
+                found.append(type(exc).__name__)
+        listed = sorted((r.job_id, r.version) for r in self.store.list())
+        return (*found, *listed)
 
     def _check(self, possible: list[State], violations: list[str]) -> Observed:
         """Read every job; note each record that is torn or neither of ``possible``, and any
