@@ -3,6 +3,14 @@
 Every backend implements :class:`Store`; most subclass :class:`BaseStore` for the context
 manager and the shared checks. ``jobstatus.testing`` proves an implementation conforms.
 
+Crash leftovers (an optional capability)
+----------------------------------------
+
+A store whose interrupted writes can leave something behind that readers never see (a temp
+file, an incomplete upload) offers ``repair(*, dry_run, grace)``
+(:class:`~jobstatus.repair.Repairable`, called by ``jobstatus check --deep`` through
+:func:`~jobstatus.repair.repair`); :class:`BaseStore` has one that finds nothing.
+
 Change notification (an optional capability)
 --------------------------------------------
 
