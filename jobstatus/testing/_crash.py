@@ -12,12 +12,14 @@ names). One trial:
    (*timed*), or the writer kills itself just before the k-th audited
    event (``sys.audit``: an ``open``, ``flock``, ``utime``, ``rename``…) inside its store calls,
    k drawn the same way (*audit*), which hits every step of a write deterministically.
-3. The parent checks the store: every record ``get`` returns is exactly one the writer wrote
-   (never torn), and for each job either the state before the interrupted operation or the
-   state after it; ``list`` (and ``list(status=…)``) shows exactly the records ``get`` shows;
-   a new writer process writes every job within ``lock_timeout`` seconds.
-4. ``jobstatus check --deep`` (in this process) must leave the store clean, and a second one
-   must find nothing; the records are then read again, and must not have changed.
+3. Once the writer is reaped and its last request done with (:class:`InFlight`), the parent
+   checks the store: every record ``get`` returns is exactly one the writer wrote (never
+   torn), and for each job either the state before the interrupted operation or the state
+   after it; ``list`` (and ``list(status=…)``) shows exactly the records ``get`` shows.
+4. The next writer -- a new process, the writer of the following trial -- first writes every
+   job again, within ``lock_timeout`` seconds; then ``jobstatus check --deep`` (in this
+   process) must leave the store clean and a second one find nothing, and the records must
+   read as before it. Only then does that writer start its own operations.
 """
 
 from __future__ import annotations

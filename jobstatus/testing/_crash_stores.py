@@ -1,7 +1,8 @@
-"""Stores for crash trials that ``check --deep`` can open by URL alone (private).
+"""What crash trials need to know of particular stores (private).
 
-The command line opens a SQL store on its default table, so a trial on a shared PostgreSQL or
-MariaDB server gets a database of its own: :func:`own_database`.
+- The command line opens a SQL store on its default table, so a trial on a shared PostgreSQL
+  or MariaDB server gets a database of its own: :func:`own_database`.
+- A server may still apply a request a killed writer sent: :class:`InFlight` waits for it.
 """
 
 from __future__ import annotations
