@@ -3,6 +3,14 @@
 Every backend implements :class:`Store`; most subclass :class:`BaseStore` for the context
 manager and the shared checks. ``jobstatus.testing`` proves an implementation conforms.
 
+Crash leftovers (an optional capability)
+----------------------------------------
+
+A store whose interrupted writes can leave something behind that readers never see (a temp
+file, an incomplete upload) offers ``repair(*, dry_run, grace)``
+(:class:`~jobstatus.repair.Repairable`, called by ``jobstatus check --deep`` through
+:func:`~jobstatus.repair.repair`); :class:`BaseStore` has one that finds nothing.
+
 Change notification (an optional capability)
 --------------------------------------------
 
@@ -60,6 +68,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from jobstatus.errors import Conflict
 from jobstatus.record import FINAL_STATES, JobRecord
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 
 __all__ = [
     "ABSENT",
@@ -294,12 +303,18 @@ _Self = TypeVar("_Self", bound="BaseStore")
 
 
 class BaseStore:
-    """Context-manager support, :meth:`exists` and a no-op :meth:`close` for backends."""
+    """Context-manager support, :meth:`exists`, a :meth:`repair` that finds nothing and a
+    no-op :meth:`close` for backends."""
 
     def exists(self) -> bool:
         """True when the store's container (folder, table, bucket) is there. Reads never
         create it; the first write does. A store without a container always exists."""
         return True
+
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Find and clear what interrupted writes left (:mod:`jobstatus.repair`); a store
+        whose writes leave nothing behind keeps this default, which finds nothing."""
+        return RepairReport(dry_run=dry_run)
 
     def close(self) -> None:
         """Release resources; nothing to release by default."""

@@ -32,10 +32,12 @@ from jobstatus.backends.objectstore._objects import (
     StoredObject,
     Written,
 )
+from jobstatus.backends.objectstore._repair import repair_objects
 from jobstatus.backends.objectstore._s3 import S3Objects, is_s3
 from jobstatus.backends.objectstore._url import secret_values
 from jobstatus.errors import InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 from jobstatus.store import (
     ABSENT,
     BaseStore,
@@ -124,6 +126,12 @@ class ObjectStore(BaseStore):
         """True when the bucket (on S3, GCS, Azure) or the root folder is there. Reads and
         lists never create either; the first write creates a missing folder."""
         return self._objects.exists()
+
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Abort S3 multipart uploads a killed ``restore`` left, and remove the temp files a
+        killed writer left in a local folder, once they are ``grace`` seconds old (nothing
+        tells whether their writer is still at work); see :mod:`jobstatus.repair`."""
+        return repair_objects(self._objects, dry_run=dry_run, grace=grace)
 
     @contextmanager
     def _guard(self, job_id: str) -> Iterator[None]:

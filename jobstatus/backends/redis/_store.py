@@ -18,10 +18,12 @@ from redis.commands.core import Script
 from jobstatus.backends.redis import _scripts
 from jobstatus.backends.redis._changes import ChangeFeed
 from jobstatus.backends.redis._client import ERRORS, Connector, failure
+from jobstatus.backends.redis._repair import REPAIR, repair_indexes
 from jobstatus.backends.redis._subscription import FeedSubscription
 from jobstatus.backends.redis._url import DEFAULT_PREFIX, DEFAULT_TIMEOUT, parse_redis_url
 from jobstatus.errors import Conflict, InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 from jobstatus.store import (
     ABSENT,
     BaseStore,
@@ -309,6 +311,13 @@ class RedisStore(BaseStore):
                 if looked < self.batch_size:
                     break
         return total
+
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Reconcile the indexes with the records: drop the entries of records Redis expired,
+        index records an index lacks. Every write is one script, so a killed writer leaves
+        nothing half-done and ``grace`` is not needed (see :mod:`jobstatus.repair`)."""
+        script = self._connector.shared().register_script(REPAIR)
+        return repair_indexes(self._connector, script, self.prefix, self.where, dry_run=dry_run)
 
     # -- the change feed, and the rest -----------------------------------------------------
 

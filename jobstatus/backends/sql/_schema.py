@@ -105,6 +105,22 @@ class Schema:
                     time.sleep(_PAUSES[failures])
                     failures += 1
 
+    def missing(self, action: str) -> list[str] | None:
+        """The columns and indexes the table lacks (``column x``, ``index y``), looked at now;
+        None when there is no table."""
+        found = self._inspect(action)
+        if found is None:
+            return None
+        columns = sorted(self._columns - found.columns)
+        indexes = sorted(self._indexes - found.indexes)
+        return [f"column {c}" for c in columns] + [f"index {i}" for i in indexes]
+
+    def complete(self, action: str) -> None:
+        """Add what the table lacks now, even if this process saw it complete before."""
+        with self._lock:
+            self.writable = False
+        self.ensure(action)
+
     def exists(self) -> bool:
         """The table is there (it is looked for now)."""
         return self._inspect("cannot look for the jobs table") is not None

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from jobstatus.backends._timeout import DEFAULT_TIMEOUT, check_timeout
 from jobstatus.backends.sql._connections import Connections
 from jobstatus.backends.sql._engine import create_sql_engine, timeout_of
+from jobstatus.backends.sql._repair import repair_schema
 from jobstatus.backends.sql._rows import Decoder, parse_version, row_of
 from jobstatus.backends.sql._schema import Schema
 from jobstatus.backends.sql._statements import (
@@ -27,6 +28,7 @@ from jobstatus.backends.sql._statements import (
 from jobstatus.backends.sql._table import DEFAULT_TABLE_NAME, MYSQL, jobs_table, make_table
 from jobstatus.errors import ConfigurationError, Conflict, JobNotFound
 from jobstatus.record import JobRecord, check_job_id
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 from jobstatus.store import (
     ABSENT,
     BaseStore,
@@ -365,6 +367,12 @@ class SQLStore(BaseStore):
             total += deleted
             if deleted < self.batch_size:
                 return total
+
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Add the indexes (and columns) an interrupted first write left the table without;
+        a killed writer's transaction leaves nothing else, so ``grace`` is not needed (see
+        :mod:`jobstatus.repair`)."""
+        return repair_schema(self._schema, dry_run=dry_run)
 
     def close(self) -> None:
         """Give the kept connections back to the pool; dispose of the engine's pool if the
