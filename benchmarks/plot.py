@@ -3,7 +3,8 @@
     python benchmarks/plot.py
 
 Reads every ``benchmarks/results/*.json`` (a file that does not parse is skipped with a note),
-draws one SVG bar chart per figure with matplotlib into ``docs/_static/benchmarks/``, and writes
+draws one SVG bar chart per figure with matplotlib into ``docs/_static/benchmarks/`` (except
+``soak.json``: its time series become ``soak.png`` there, for the Reliability page), and writes
 ``figures.inc`` there: the reST ``docs/benchmarks.rst`` includes, with per results file its
 charts, the numbers behind them and the command that reproduces them. The figures are found
 by shape, so a new benchmark needs no change here:
@@ -31,6 +32,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from _soak_plot import draw_soak, soak_table
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -278,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         files[path.stem] = (data, list(find_charts(path.stem, data)))
     args.output.mkdir(parents=True, exist_ok=True)
+    soak = files.pop("soak", None)  # a time series, drawn for the reliability page
+    if soak is not None:
+        draw_soak(soak[0], args.output / "soak.png")
+        (args.output / "soak.inc").write_text(soak_table(soak[0]), encoding="utf-8")
     charts = [chart for _, found in files.values() for chart in found]
     for chart in charts:
         draw(chart, args.output / f"{chart.name}.svg")
