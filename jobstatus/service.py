@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
@@ -24,31 +23,24 @@ from jobstatus._freshness import (
     parse_if_none_match,
 )
 from jobstatus._listing import (
-    number,
     page_reply,
-    status_filter,
     status_reply,
 )
 from jobstatus._polling import JobReads
+from jobstatus._requests import JOB_PREFIX, RequestReader
 from jobstatus._schema import (
     DEFAULT_MAX_BODY_BYTES,
-    JOB_STATUS_SCHEMA,
-    JOBS_STATUS_SCHEMA,
     UUID_PATTERN,
-    RequestValidator,
-    accepts_job_status,
-    accepts_jobs_status,
-    parse_json_body,
 )
 from jobstatus.access import Access, ApiKeys, KeyRing, _bearer, visible, visible_store
-from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
+from jobstatus.errors import Forbidden, Unauthorized
 from jobstatus.metrics import MeasuredStore, ServiceMetrics, measured
 from jobstatus.record import FINAL_STATES
 from jobstatus.store import Store
 from jobstatus.tracker import JobTracker
 from jobstatus.waiting import DEFAULT_MAX_ASYNC_WAITERS, DEFAULT_MAX_WAITERS, Pending, WaitLimits
 from jobstatus.watch import Watcher
-from jobstatus.wire import JSON_HEADERS, Reply, Request, dump_json, parse_query
+from jobstatus.wire import JSON_HEADERS, Reply, Request, dump_json
 
 __all__ = [
     "DEFAULT_MAX_WAIT",
@@ -74,7 +66,6 @@ JOBS_PATH = "/v1/toolkit/jobs"
 #: ``GET``: one job, with ``ETag``, ``If-None-Match`` and ``?wait=``; the one route with a
 #: parameter in its path.
 JOB_PATH = "/v1/toolkit/jobs/{job_id}"
-_JOB_PREFIX = JOBS_PATH + "/"
 #: The longest wait a request may ask for, in seconds, unless ``max_wait`` says otherwise.
 DEFAULT_MAX_WAIT = 30.0
 # A POST listing of more jobs than this is streamed rather than built whole.
@@ -174,11 +165,13 @@ class StatusService:
             retry_after=retry_after,
             retry_after_bounds=retry_after_bounds,
         )
-        self._job_id = re.compile(job_id_pattern)
         self.job_id_pattern = job_id_pattern
         self.max_body_bytes = max_body_bytes
         self.upstream_wire = upstream_wire
         self.max_wait = float(max_wait)
+        self._requests = RequestReader(
+            job_id_pattern=job_id_pattern, max_body_bytes=max_body_bytes, max_wait=self.max_wait
+        )
         #: How many requests wait now, and the caps.
         self.wait_limits = WaitLimits(max_waiters, max_async_waiters, self.metrics)
         self._cursors = CursorSigner.from_configuration(
@@ -186,8 +179,6 @@ class StatusService:
         )
         #: How a job is read: conditionally, from the watcher, and while clients wait.
         self._reads = JobReads(store, self._answers, self.wait_limits, self.metrics)
-        self._validate_job = RequestValidator(JOB_STATUS_SCHEMA, accepts_job_status)
-        self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA, accepts_jobs_status)
         #: path → route; adapters mount exactly these paths (``JOB_PATH`` with its parameter).
         self.routes: dict[str, Route] = {
             JOB_STATUS_PATH: Route("POST", self.job_status, "read"),
@@ -196,7 +187,7 @@ class StatusService:
         # The spec's route, the one polled most, skips a frame: straight to the steps.
         self.routes[JOB_STATUS_PATH] = Route(
             "POST",
-            partial(self._answer, JOB_STATUS_PATH, self._read_job_request, self._job, "read"),
+            partial(self._answer, JOB_STATUS_PATH, self._requests.job_request, self._job, "read"),
             "read",
         )
         self._canceller: JobTracker | None = None
@@ -239,8 +230,8 @@ class StatusService:
         return self._job_route(path) if route is None else route
 
     def _job_route(self, path: str) -> Route | None:
-        if path.startswith(_JOB_PREFIX):
-            job_id = path[len(_JOB_PREFIX) :]
+        if path.startswith(JOB_PREFIX):
+            job_id = path[len(JOB_PREFIX) :]
             if job_id and "/" not in job_id:
                 return self.routes[JOB_PATH]
         return None
@@ -280,28 +271,30 @@ class StatusService:
     def job_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/status``: one job's record in an envelope; with ``"wait"``,
         held until the job changes from the version seen on arrival, ends, or the wait ends."""
-        return self._answer(JOB_STATUS_PATH, self._read_job_request, self._job, "read", request)
+        return self._answer(JOB_STATUS_PATH, self._requests.job_request, self._job, "read", request)
 
     def job_cancel(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/cancel`` (with ``allow_cancel``): ask a job to stop. A 202
         envelope when a running job was asked to stop, a 200 one when the job is now (or
         already was) final; ``response`` is the record as stored after the call."""
         return self._answer(
-            JOB_CANCEL_PATH, self._read_job_request, self._cancel, "cancel", request
+            JOB_CANCEL_PATH, self._requests.job_request, self._cancel, "cancel", request
         )
 
     def jobs_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
-        return self._answer(JOBS_STATUS_PATH, self._read_jobs_request, self._jobs, "list", request)
+        return self._answer(
+            JOBS_STATUS_PATH, self._requests.jobs_request, self._jobs, "list", request
+        )
 
     def get_job(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs/{job_id}``: the job's envelope with its ``ETag``; a 304 when
         ``If-None-Match`` matches, held with ``?wait=`` until the job changes."""
-        return self._answer(request.path, self._read_job_query, self._get, "read", request)
+        return self._answer(request.path, self._requests.job_query, self._get, "read", request)
 
     def list_jobs(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs``: a page of recent jobs, newest first."""
-        return self._answer(JOBS_PATH, _read_query, self._list, "list", request)
+        return self._answer(JOBS_PATH, self._requests.list_query, self._list, "list", request)
 
     def metrics_page(self, request: Request) -> Reply:
         """``GET /metrics`` (where the metrics have a page): the metrics, for any key bound to
@@ -352,56 +345,6 @@ class StatusService:
         if scope not in access.scopes:
             raise Forbidden(scope)
         return access
-
-    def _check_id(self, job_id: str) -> None:
-        if not self._job_id.fullmatch(job_id):
-            self._refuse_id()
-
-    def _refuse_id(self) -> None:
-        raise InvalidRequest(
-            "job_id must be a UUID"
-            if self.job_id_pattern == UUID_PATTERN
-            else f"job_id does not match {self.job_id_pattern!r}"
-        )
-
-    def _wait(self, seconds: object) -> float:
-        """A request's ``wait``: a number of seconds in (0, max_wait], else a 400 (a query's
-        text is a plain decimal number; a body's value a JSON number)."""
-        if isinstance(seconds, str):
-            seconds = _decimal(seconds)
-        if type(seconds) not in (int, float) or not 0 < seconds <= self.max_wait:  # type: ignore[operator]
-            raise InvalidRequest(
-                f"wait must be a number of seconds above 0 and at most {self.max_wait:g}"
-            )
-        return float(seconds)  # type: ignore[arg-type]
-
-    def _read_job_request(self, request: Request) -> dict[str, Any]:
-        payload = self._validate_job(parse_json_body(request.body, max_bytes=self.max_body_bytes))
-        if not self._job_id.fullmatch(payload["job_id"]):
-            self._refuse_id()
-        if "wait" in payload:
-            wait = payload["wait"]
-            payload["wait"] = self._wait(None if isinstance(wait, str) else wait)
-        return payload
-
-    def _read_job_query(self, request: Request) -> dict[str, Any]:
-        job_id = request.path[len(_JOB_PREFIX) :]
-        params = _known(parse_query(request.query), _JOB_QUERY)
-        self._check_id(job_id)
-        wait = params.get("wait")
-        return {
-            "job_id": job_id,
-            "wait": None if wait is None else self._wait(wait),
-            "if_none_match": request.if_none_match,
-        }
-
-    def _read_jobs_request(self, request: Request) -> dict[str, Any]:
-        payload = self._validate_jobs(
-            parse_json_body(request.body, max_bytes=self.max_body_bytes, allow_empty=True)
-        )
-        if "status" in payload:
-            payload["status"] = status_filter(payload["status"])
-        return payload
 
     # -- one job -----------------------------------------------------------------------------
 
@@ -468,31 +411,6 @@ def _recorder(metrics: bool | ServiceMetrics | None) -> ServiceMetrics | None:
 
         return PrometheusMetrics()
     return metrics or None
-
-
-def _decimal(text: str) -> float | None:
-    try:
-        return number("wait", text)
-    except InvalidRequest:
-        return None
-
-
-def _read_query(request: Request) -> dict[str, Any]:
-    return _known(parse_query(request.query), _LIST_QUERY)
-
-
-_JOB_QUERY = frozenset({"wait"})
-_LIST_QUERY = frozenset({"status", "since_seconds", "limit", "cursor"})
-
-
-def _known(params: dict[str, str], names: frozenset[str]) -> dict[str, Any]:
-    """``params`` when it names only ``names``; an unknown parameter is a 400 (a typo such as
-    ``?limt=5`` would otherwise be ignored without a word)."""
-    unknown = params.keys() - names
-    if unknown:
-        listed = ", ".join(sorted(repr(name[:40]) for name in unknown)[:5])
-        raise InvalidRequest(f"unknown query parameter {listed}; known: {', '.join(sorted(names))}")
-    return dict(params)
 
 
 def _cursor_material(api_keys: ApiKeys, token_secrets: Iterable[str] | None) -> list[bytes] | None:
