@@ -91,8 +91,8 @@ _STDLIB_MODULES = [
     "urllib",
 ]  # fmt: skip
 _THIRD_PARTY_MODULES = [
-    "celery", "dramatiq", "fastapi", "flask", "fsspec", "hypothesis", "redis", "rq", "sqlalchemy",
-    "st", "starlette",
+    "celery", "dramatiq", "fastapi", "flask", "fsspec", "hypothesis", "prometheus_client", "redis",
+    "rq", "sqlalchemy", "st", "starlette",
 ]  # fmt: skip
 nitpick_ignore_regex = [
     (r"py:.*", rf"({'|'.join(_STDLIB_MODULES + _THIRD_PARTY_MODULES)})\..*"),

@@ -203,14 +203,26 @@ class Answers:
 
     def failure(self, endpoint: str, exc: Exception, request_id: Any, started: float) -> Reply:
         """The answer to any exception: its own for a :class:`~jobstatus.JobStatusError`,
-        else the 500 of a store failure (logged, with a redacted traceback)."""
-        if isinstance(exc, JobStatusError):
-            return self.error(endpoint, exc, request_id, started)
-        failure = StorageError(f"{type(exc).__name__}: {exc}")
-        log.error("unexpected failure answering %s: %s", endpoint, failure)
-        # The traceback helps; its text may hold a credential, so it is redacted too.
-        log.debug("traceback:\n%s", redact("".join(traceback.format_exception(exc))))
-        return self.error(endpoint, failure, request_id, started)
+        else the 500 of a store failure.
+
+        Every 500 of a service is logged here, once, as one ERROR record: the path, the
+        request's ``id`` and the failure -- its type (and its cause's) and its message, both
+        redacted. An exception that is not a :class:`~jobstatus.JobStatusError` is an
+        "unexpected failure", with its redacted traceback at DEBUG."""
+        error = (
+            exc if isinstance(exc, JobStatusError) else StorageError(f"{type(exc).__name__}: {exc}")
+        )
+        if error.status >= 500:
+            log.error(
+                "%s answering %s (id %s): %s",
+                "500" if error is exc else "unexpected failure",
+                endpoint,
+                redact(dump_compact(request_id))[:200],
+                _described(error) if error is exc else error,
+            )
+            if error is not exc:  # the traceback helps; its text may hold a credential too
+                log.debug("traceback:\n%s", redact("".join(traceback.format_exception(exc))))
+        return self.error(endpoint, error, request_id, started)
 
     def error(self, endpoint: str, error: JobStatusError, request_id: Any, started: float) -> Reply:
         """An error in its documented shape (an envelope in upstream-wire mode for 404, 500)."""
@@ -220,6 +232,13 @@ class Answers:
             )
             return Reply.json(error.status, envelope)
         return Reply.json(error.status, error.body())
+
+
+def _described(exc: BaseException) -> str:
+    """``Type: message``, with ``(from Cause)`` for a chained exception; never a credential."""
+    cause = exc.__cause__
+    kind = type(exc).__name__ + ("" if cause is None else f" (from {type(cause).__name__})")
+    return redact(f"{kind}: {exc}")
 
 
 def _scalar_json(value: Any) -> str:

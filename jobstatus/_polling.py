@@ -22,6 +22,7 @@ from jobstatus._answers import Answers
 from jobstatus._freshness import IfNoneMatch
 from jobstatus.access import Access, visible
 from jobstatus.errors import JobNotFound
+from jobstatus.metrics import ServiceMetrics
 from jobstatus.record import JobRecord
 from jobstatus.store import Store
 from jobstatus.waiting import Pending, WaitLimits
@@ -36,18 +37,28 @@ EVERYTHING = Access()
 class JobReads:
     """The reads of one job that a service answers, conditional and waiting ones included."""
 
-    def __init__(self, store: Store, answers: Answers, limits: WaitLimits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        answers: Answers,
+        limits: WaitLimits,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self.store = store
         self.answers = answers
         self.limits = limits
+        self.metrics = metrics
         self._watcher: Watcher | None = None
 
     @property
     def watcher(self) -> Watcher:
-        """The watcher of the store in this process (shared by every service on it)."""
+        """The watcher of the store in this process (shared by every service on it; with
+        ``metrics``, the store is the service's own measured one, and so is its watcher)."""
         watcher = self._watcher
         if watcher is None or watcher.pid != os.getpid():
             watcher = self._watcher = watcher_for(self.store)
+            if self.metrics is not None:
+                watcher.metrics = self.metrics
         return watcher
 
     def read(self, job_id: str) -> JobRecord:

@@ -8,18 +8,23 @@ server holds is one line naming the port and ``--port`` rather than gunicorn's r
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import socket
-from collections.abc import Callable, Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from jobstatus._schema import UUID_PATTERN
 from jobstatus.errors import ConfigurationError, missing_extra
 
-__all__ = ["DASHBOARD_THREADS", "check_address", "serve"]
+__all__ = ["THREADS", "check_address", "serve"]
 
-#: How many threads each worker has with the dashboard. The service lets at most
-#: ``max_waiters`` (8) of them wait, so as many again are always free for other requests.
-DASHBOARD_THREADS = 16
+#: How many threads each worker answers from. The service lets at most ``max_waiters`` (8) of
+#: them wait (long-polls), so as many again are always free for other requests.
+THREADS = 16
 
 
 def check_address(host: str, port: int) -> None:
@@ -67,19 +72,26 @@ def serve(
     upstream_wire: bool = False,
     job_id_pattern: str = UUID_PATTERN,
     dashboard: bool = False,
+    metrics: bool = False,
     extra_options: dict[str, Any] | None = None,
 ) -> None:
     """Run gunicorn in the foreground until it is stopped. ``job_id_pattern`` is the
     :class:`~jobstatus.StatusService`'s: the job ids it serves (a UUID by default).
 
-    With ``dashboard``, the job dashboard is served at ``/v1/toolkit/dashboard/`` too, and
-    each worker answers from :data:`DASHBOARD_THREADS` threads (gunicorn's ``gthread``
-    workers): the page follows running jobs with long-polls, each of which holds a thread
-    while it waits, and a thread-per-worker server would be held whole by one.
+    Each worker answers from :data:`THREADS` threads (gunicorn's ``gthread`` workers): a
+    long-poll (``?wait=``, the dashboard following running jobs) holds a thread while it
+    waits, and would hold a single-threaded worker whole. With ``dashboard``, the job
+    dashboard is served at ``/v1/toolkit/dashboard/`` too.
 
-    Raises :class:`~jobstatus.ConfigurationError` before starting gunicorn when gunicorn is not
-    installed, ``workers`` is below 1, the address cannot be bound (:func:`check_address`) or
-    the store cannot be opened.
+    With ``metrics``, every worker records Prometheus metrics and serves them at
+    ``GET /metrics`` in prometheus_client's multiprocess mode: the page shows the sum over
+    every worker, whichever answers. The values live in ``$PROMETHEUS_MULTIPROC_DIR`` when
+    it is set (empty it before each start), else in a folder made for the run and removed
+    after it.
+
+    Raises :class:`~jobstatus.ConfigurationError` before starting gunicorn when gunicorn (or,
+    with ``metrics``, prometheus_client) is not installed, ``workers`` is below 1, the address
+    cannot be bound (:func:`check_address`) or the store cannot be opened.
     """
     try:
         from gunicorn.app.base import BaseApplication
@@ -101,7 +113,9 @@ def serve(
                 "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
                 "workers": workers,
                 "accesslog": "-",
-                **({"worker_class": "gthread", "threads": DASHBOARD_THREADS} if dashboard else {}),
+                "worker_class": "gthread",
+                "threads": THREADS,
+                **metrics_options,
                 **(extra_options or {}),
             }
             for key, value in settings.items():
@@ -115,7 +129,44 @@ def serve(
                 build_number=build_number,
                 upstream_wire=upstream_wire,
                 job_id_pattern=job_id_pattern,
+                metrics=metrics,
             )
             return make_app(service, dashboard=dashboard)
 
-    _Server().run()
+    setup: AbstractContextManager[dict[str, Any]] = (
+        _multiprocess_metrics() if metrics else nullcontext({})
+    )
+    with setup as metrics_options:
+        _Server().run()
+
+
+@contextmanager
+def _multiprocess_metrics() -> Iterator[dict[str, Any]]:
+    """prometheus_client's multiprocess mode for the workers, set up before any of them
+    starts: ``$PROMETHEUS_MULTIPROC_DIR`` (a folder of this run's own unless it is set), and
+    the gunicorn settings that forget a worker's live values once it exits."""
+    from jobstatus.prometheus import MULTIPROCESS_VARIABLE
+
+    made = None
+    if not os.environ.get(MULTIPROCESS_VARIABLE):
+        if "prometheus_client" in sys.modules:  # it chose where values live when imported
+            raise ConfigurationError(
+                f"metrics under several processes need {MULTIPROCESS_VARIABLE} set before "
+                "prometheus_client is imported"
+            )
+        made = tempfile.mkdtemp(prefix="jobstatus-metrics-")
+        os.environ[MULTIPROCESS_VARIABLE] = made
+    try:
+        try:  # (imported once the variable is set: it decides where values live)
+            from prometheus_client import multiprocess
+        except ImportError as exc:
+            raise missing_extra("metrics", exc) from exc
+
+        def child_exit(server: Any, worker: Any) -> None:
+            multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+        yield {"child_exit": child_exit}
+    finally:
+        if made is not None:
+            del os.environ[MULTIPROCESS_VARIABLE]
+            shutil.rmtree(made, ignore_errors=True)

@@ -22,14 +22,14 @@ import hmac
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from jobstatus.errors import ConfigurationError, JobNotFound, Unauthorized, missing_extra
 from jobstatus.record import JobRecord
-from jobstatus.store import BaseStore, Store
+from jobstatus.store import BaseStore, Store, list_owned
 
 __all__ = ["ALL_SCOPES", "Access", "ApiKeys", "KeyRing", "SCOPES", "visible", "visible_store"]
 
@@ -149,7 +149,9 @@ class KeyRing:
 
 
 class _Tokens:
-    """Per-job read tokens: ``[job_id, expires]`` signed with itsdangerous (HMAC-SHA256).
+    """Per-job read tokens: ``<job_id>:<expires>`` in URL-safe base64, signed with
+    itsdangerous' :class:`~itsdangerous.Signer` (HMAC-SHA256 under a key derived once per
+    secret from it and the salt ``jobstatus.job-token``).
 
     A token that verified is remembered (at most :data:`_REMEMBERED`, the oldest forgotten
     first), so a client polling with it pays for the signature check once; its expiry is still
@@ -160,21 +162,28 @@ class _Tokens:
         if not all(isinstance(s, str) and s for s in secrets):
             raise ValueError("token secrets must be non-empty strings")
         try:
-            from itsdangerous import BadSignature, URLSafeSerializer
+            from itsdangerous import BadData, Signer, base64_decode, base64_encode
         except ImportError as exc:
             raise missing_extra("tokens", exc) from exc
-        self._bad = BadSignature
-        # itsdangerous signs with the last key and verifies with every one.
-        self._verified: dict[str, tuple[Access, int]] = {}
-        self._serializer = URLSafeSerializer(
-            list(reversed(secrets)),
-            salt="jobstatus.job-token",
-            signer_kwargs={"digest_method": hashlib.sha256},
-        )
+        self._bad = BadData
+        self._decode, self._encode = base64_decode, base64_encode
+        # The key is derived here, once (HMAC of the salt, as itsdangerous' "hmac" derivation),
+        # not on every check; the first secret signs, every one verifies, the first tried first.
+        self._signers = [
+            Signer(
+                hmac.new(secret.encode(), b"jobstatus.job-token", hashlib.sha256).digest(),
+                key_derivation="none",
+                digest_method=hashlib.sha256,
+            )
+            for secret in secrets
+        ]
+        # An OrderedDict forgets its oldest entry in O(1); a dict's next(iter()) would walk
+        # past every slot freed before it.
+        self._verified: OrderedDict[str, tuple[Access, int]] = OrderedDict()
 
     def issue(self, job_id: str, ttl: float) -> str:
-        token: str = self._serializer.dumps([job_id, int(time.time() + ttl)])
-        return token
+        payload = self._encode(f"{job_id}:{int(time.time() + ttl)}".encode())
+        return self._signers[0].sign(payload).decode("ascii")
 
     def verify(self, token: str | None) -> Access | None:
         if not token:
@@ -187,27 +196,34 @@ class _Tokens:
             log.info("bearer token refused: expired")
             return None
         try:
-            payload: Any = self._serializer.loads(token)
-        except (self._bad, ValueError, TypeError) as exc:
+            job_id, expires = self._signed(token.encode("ascii"))
+        except (self._bad, ValueError) as exc:
             log.info("bearer token refused: %s", type(exc).__name__)
             return None
-        if not (
-            isinstance(payload, list)
-            and len(payload) == 2
-            and isinstance(payload[0], str)
-            and type(payload[1]) is int
-        ):
-            log.info("bearer token refused: not a job token")
-            return None
-        job_id, expires = payload
         if expires <= time.time():
             log.info("bearer token refused: expired")
             return None
         access = Access(owner=None, scopes=_READ, job_id=job_id)
         if len(self._verified) >= _REMEMBERED:
-            self._verified.pop(next(iter(self._verified)), None)
+            self._verified.popitem(last=False)
         self._verified[token] = (access, expires)
         return access
+
+    def _signed(self, token: bytes) -> tuple[str, int]:
+        """The job id and expiry a token signed by one of the secrets holds; raises BadData
+        (a bad signature, bad base64) or ValueError (not a job token)."""
+        for signer in self._signers[:-1]:
+            try:
+                payload = signer.unsign(token)
+                break
+            except self._bad:
+                continue
+        else:
+            payload = self._signers[-1].unsign(token)
+        job_id, colon, expires = self._decode(payload).decode("utf-8").rpartition(":")
+        if not (colon and job_id and expires.isascii() and expires.isdigit()):
+            raise ValueError("not a job token")
+        return job_id, int(expires)
 
 
 def visible(record: JobRecord, access: Access) -> JobRecord:
@@ -220,7 +236,8 @@ def visible(record: JobRecord, access: Access) -> JobRecord:
 
 def visible_store(store: Store, access: Access) -> Store:
     """``store`` as ``access`` sees it: for a key bound to an owner, a view whose ``list``
-    yields that owner's records only (filtered as the store yields them: O(records listed))."""
+    yields that owner's records only (:func:`~jobstatus.store.list_owned`: through the store's
+    owner index where it has one)."""
     return store if access.owner is None else _OwnedView(store, access.owner)
 
 
@@ -241,9 +258,7 @@ class _OwnedView(BaseStore):
         status: str | Collection[str] | None = None,
         limit: int | None = None,
     ) -> Iterator[JobRecord]:
-        records = self._store.list(since=since, status=status)
-        owned = (record for record in records if record.owner == self._owner)
-        return owned if limit is None else islice(owned, limit)
+        return list_owned(self._store, self._owner, since=since, status=status, limit=limit)
 
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("an owner's view of a store is read-only")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
@@ -24,30 +23,24 @@ from jobstatus._freshness import (
     parse_if_none_match,
 )
 from jobstatus._listing import (
-    number,
     page_reply,
-    status_filter,
     status_reply,
 )
 from jobstatus._polling import JobReads
+from jobstatus._requests import JOB_PREFIX, RequestReader
 from jobstatus._schema import (
     DEFAULT_MAX_BODY_BYTES,
-    JOB_STATUS_SCHEMA,
-    JOBS_STATUS_SCHEMA,
     UUID_PATTERN,
-    RequestValidator,
-    accepts_job_status,
-    accepts_jobs_status,
-    parse_json_body,
 )
-from jobstatus.access import Access, ApiKeys, KeyRing, visible, visible_store
-from jobstatus.errors import Forbidden, InvalidRequest, Unauthorized
+from jobstatus.access import Access, ApiKeys, KeyRing, _bearer, visible, visible_store
+from jobstatus.errors import Forbidden, Unauthorized
+from jobstatus.metrics import MeasuredStore, ServiceMetrics, measured
 from jobstatus.record import FINAL_STATES
 from jobstatus.store import Store
 from jobstatus.tracker import JobTracker
 from jobstatus.waiting import DEFAULT_MAX_ASYNC_WAITERS, DEFAULT_MAX_WAITERS, Pending, WaitLimits
 from jobstatus.watch import Watcher
-from jobstatus.wire import JSON_HEADERS, Reply, Request, dump_json, parse_query
+from jobstatus.wire import JSON_HEADERS, Reply, Request, dump_json
 
 __all__ = [
     "DEFAULT_MAX_WAIT",
@@ -73,7 +66,6 @@ JOBS_PATH = "/v1/toolkit/jobs"
 #: ``GET``: one job, with ``ETag``, ``If-None-Match`` and ``?wait=``; the one route with a
 #: parameter in its path.
 JOB_PATH = "/v1/toolkit/jobs/{job_id}"
-_JOB_PREFIX = JOBS_PATH + "/"
 #: The longest wait a request may ask for, in seconds, unless ``max_wait`` says otherwise.
 DEFAULT_MAX_WAIT = 30.0
 # A POST listing of more jobs than this is streamed rather than built whole.
@@ -83,7 +75,8 @@ _NO_CACHE = ("Cache-Control", "no-cache")
 
 class Route(NamedTuple):
     """One route of the service: the method it answers, its handler, and the scope
-    (``read``, ``list`` or ``cancel``) a key needs for it."""
+    (``read``, ``list`` or ``cancel``) a key needs for it (``metrics`` for the metrics page,
+    which any key bound to no owner may read)."""
 
     method: str
     handler: Callable[[Request], Reply | Pending]
@@ -122,6 +115,11 @@ class StatusService:
         retry_after_bounds: the least and most seconds an estimate from progress says (1, 30).
         cursor_secret: the key that signs list cursors; derived from ``api_keys`` when not
             given. Give it when the keys change often or authentication is off.
+        metrics: what the service tells an operator (:mod:`jobstatus.metrics`): True
+            records Prometheus metrics and serves them at ``GET /metrics``
+            (:class:`~jobstatus.prometheus.PrometheusMetrics`, the ``metrics`` extra); or any
+            :class:`~jobstatus.metrics.ServiceMetrics`. The store is then
+            :attr:`store` wrapped in a :class:`~jobstatus.metrics.MeasuredStore`.
     """
 
     def __init__(
@@ -143,9 +141,14 @@ class StatusService:
         retry_after: int = DEFAULT_RETRY_AFTER,
         retry_after_bounds: tuple[int, int] = DEFAULT_RETRY_AFTER_BOUNDS,
         cursor_secret: str | bytes | None = None,
+        metrics: bool | ServiceMetrics | None = None,
     ) -> None:
         if not (isinstance(max_wait, (int, float)) and 0 < max_wait < math.inf):
             raise ValueError(f"max_wait must be a positive number of seconds, got {max_wait!r}")
+        #: The hooks told of every answer, store call, wait and watcher restart (or None).
+        self.metrics = _recorder(metrics)
+        if self.metrics is not None:
+            store = MeasuredStore(store, self.metrics)
         self.store = store
         if not (
             api_keys is None or isinstance(api_keys, (str, bytes, Mapping)) or callable(api_keys)
@@ -162,20 +165,20 @@ class StatusService:
             retry_after=retry_after,
             retry_after_bounds=retry_after_bounds,
         )
-        self._job_id = re.compile(job_id_pattern)
         self.job_id_pattern = job_id_pattern
         self.max_body_bytes = max_body_bytes
         self.upstream_wire = upstream_wire
         self.max_wait = float(max_wait)
+        self._requests = RequestReader(
+            job_id_pattern=job_id_pattern, max_body_bytes=max_body_bytes, max_wait=self.max_wait
+        )
         #: How many requests wait now, and the caps.
-        self.wait_limits = WaitLimits(max_waiters, max_async_waiters)
+        self.wait_limits = WaitLimits(max_waiters, max_async_waiters, self.metrics)
         self._cursors = CursorSigner.from_configuration(
             cursor_secret, _cursor_material(api_keys, token_secrets)
         )
         #: How a job is read: conditionally, from the watcher, and while clients wait.
-        self._reads = JobReads(store, self._answers, self.wait_limits)
-        self._validate_job = RequestValidator(JOB_STATUS_SCHEMA, accepts_job_status)
-        self._validate_jobs = RequestValidator(JOBS_STATUS_SCHEMA, accepts_jobs_status)
+        self._reads = JobReads(store, self._answers, self.wait_limits, self.metrics)
         #: path → route; adapters mount exactly these paths (``JOB_PATH`` with its parameter).
         self.routes: dict[str, Route] = {
             JOB_STATUS_PATH: Route("POST", self.job_status, "read"),
@@ -184,7 +187,7 @@ class StatusService:
         # The spec's route, the one polled most, skips a frame: straight to the steps.
         self.routes[JOB_STATUS_PATH] = Route(
             "POST",
-            partial(self._answer, JOB_STATUS_PATH, self._read_job_request, self._job, "read"),
+            partial(self._answer, JOB_STATUS_PATH, self._requests.job_request, self._job, "read"),
             "read",
         )
         self._canceller: JobTracker | None = None
@@ -197,6 +200,17 @@ class StatusService:
             self.routes[JOB_CANCEL_PATH] = Route("POST", self.job_cancel, "cancel")
         self.routes[JOBS_PATH] = Route("GET", self.list_jobs, "list")
         self.routes[JOB_PATH] = Route("GET", self.get_job, "read")
+        if self.metrics is not None:
+            self._measure(self.metrics)
+
+    def _measure(self, metrics: ServiceMetrics) -> None:
+        """Mount the metrics page, if any; tell ``metrics`` of every route's answers."""
+        if metrics.path is not None:
+            if metrics.path in self.routes or self._job_route(metrics.path) is not None:
+                raise ValueError(f"the metrics page cannot be at {metrics.path}: a route is")
+            self.routes[metrics.path] = Route("GET", self.metrics_page, "metrics")
+        for path, route in self.routes.items():
+            self.routes[path] = route._replace(handler=measured(path, route.handler, metrics))
 
     def __repr__(self) -> str:
         auth = "off" if not self._keyring.enabled else f"{len(self._keyring)} key(s)"
@@ -216,8 +230,8 @@ class StatusService:
         return self._job_route(path) if route is None else route
 
     def _job_route(self, path: str) -> Route | None:
-        if path.startswith(_JOB_PREFIX):
-            job_id = path[len(_JOB_PREFIX) :]
+        if path.startswith(JOB_PREFIX):
+            job_id = path[len(JOB_PREFIX) :]
             if job_id and "/" not in job_id:
                 return self.routes[JOB_PATH]
         return None
@@ -230,8 +244,16 @@ class StatusService:
         if route is None:
             return Reply.json(404, {"message": f"Not found: {request.path}"})
         if request.method != route.method:
-            return Reply.method_not_allowed(route.method)
+            return self._refuse_method(request.path, route.method)
         return route.handler(request)
+
+    def _refuse_method(self, path: str, allowed: str) -> Reply:
+        started = time.perf_counter()
+        reply = Reply.method_not_allowed(allowed)
+        if self.metrics is not None:
+            route = path if path in self.routes else JOB_PATH
+            self.metrics.answered(route, 405, time.perf_counter() - started)
+        return reply
 
     def handle(self, path: str, body: bytes, api_key: str | None) -> Reply:
         """Answer a POST to ``path`` (waiting in this thread, if the request waits)."""
@@ -249,28 +271,45 @@ class StatusService:
     def job_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/status``: one job's record in an envelope; with ``"wait"``,
         held until the job changes from the version seen on arrival, ends, or the wait ends."""
-        return self._answer(JOB_STATUS_PATH, self._read_job_request, self._job, "read", request)
+        return self._answer(JOB_STATUS_PATH, self._requests.job_request, self._job, "read", request)
 
     def job_cancel(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/job/cancel`` (with ``allow_cancel``): ask a job to stop. A 202
         envelope when a running job was asked to stop, a 200 one when the job is now (or
         already was) final; ``response`` is the record as stored after the call."""
         return self._answer(
-            JOB_CANCEL_PATH, self._read_job_request, self._cancel, "cancel", request
+            JOB_CANCEL_PATH, self._requests.job_request, self._cancel, "cancel", request
         )
 
     def jobs_status(self, request: Request) -> Reply | Pending:
         """``POST /v1/toolkit/jobs/status``: job_id → job_status of recently updated jobs."""
-        return self._answer(JOBS_STATUS_PATH, self._read_jobs_request, self._jobs, "list", request)
+        return self._answer(
+            JOBS_STATUS_PATH, self._requests.jobs_request, self._jobs, "list", request
+        )
 
     def get_job(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs/{job_id}``: the job's envelope with its ``ETag``; a 304 when
         ``If-None-Match`` matches, held with ``?wait=`` until the job changes."""
-        return self._answer(request.path, self._read_job_query, self._get, "read", request)
+        return self._answer(request.path, self._requests.job_query, self._get, "read", request)
 
     def list_jobs(self, request: Request) -> Reply | Pending:
         """``GET /v1/toolkit/jobs``: a page of recent jobs, newest first."""
-        return self._answer(JOBS_PATH, _read_query, self._list, "list", request)
+        return self._answer(JOBS_PATH, self._requests.list_query, self._list, "list", request)
+
+    def metrics_page(self, request: Request) -> Reply:
+        """``GET /metrics`` (where the metrics have a page): the metrics, for any key bound to
+        no owner, sent as ``x-api-key`` or as ``Authorization: Bearer <key>`` (what a
+        Prometheus ``authorization`` setting sends); for anyone with authentication off."""
+        try:
+            access = self._keyring.authorize(request.api_key or _bearer(request.authorization))
+            if access.owner is not None:
+                raise Forbidden("metrics")
+            page = self.metrics.exposition() if self.metrics is not None else None
+            if page is None:
+                return Reply.json(404, {"message": f"Not found: {request.path}"})
+        except Exception as exc:
+            return self._answers.failure(request.path, exc, None, time.perf_counter())
+        return Reply(200, page[1], (("Content-Type", page[0]),))
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -306,56 +345,6 @@ class StatusService:
         if scope not in access.scopes:
             raise Forbidden(scope)
         return access
-
-    def _check_id(self, job_id: str) -> None:
-        if not self._job_id.fullmatch(job_id):
-            self._refuse_id()
-
-    def _refuse_id(self) -> None:
-        raise InvalidRequest(
-            "job_id must be a UUID"
-            if self.job_id_pattern == UUID_PATTERN
-            else f"job_id does not match {self.job_id_pattern!r}"
-        )
-
-    def _wait(self, seconds: object) -> float:
-        """A request's ``wait``: a number of seconds in (0, max_wait], else a 400 (a query's
-        text is a plain decimal number; a body's value a JSON number)."""
-        if isinstance(seconds, str):
-            seconds = _decimal(seconds)
-        if type(seconds) not in (int, float) or not 0 < seconds <= self.max_wait:  # type: ignore[operator]
-            raise InvalidRequest(
-                f"wait must be a number of seconds above 0 and at most {self.max_wait:g}"
-            )
-        return float(seconds)  # type: ignore[arg-type]
-
-    def _read_job_request(self, request: Request) -> dict[str, Any]:
-        payload = self._validate_job(parse_json_body(request.body, max_bytes=self.max_body_bytes))
-        if not self._job_id.fullmatch(payload["job_id"]):
-            self._refuse_id()
-        if "wait" in payload:
-            wait = payload["wait"]
-            payload["wait"] = self._wait(None if isinstance(wait, str) else wait)
-        return payload
-
-    def _read_job_query(self, request: Request) -> dict[str, Any]:
-        job_id = request.path[len(_JOB_PREFIX) :]
-        params = _known(parse_query(request.query), _JOB_QUERY)
-        self._check_id(job_id)
-        wait = params.get("wait")
-        return {
-            "job_id": job_id,
-            "wait": None if wait is None else self._wait(wait),
-            "if_none_match": request.if_none_match,
-        }
-
-    def _read_jobs_request(self, request: Request) -> dict[str, Any]:
-        payload = self._validate_jobs(
-            parse_json_body(request.body, max_bytes=self.max_body_bytes, allow_empty=True)
-        )
-        if "status" in payload:
-            payload["status"] = status_filter(payload["status"])
-        return payload
 
     # -- one job -----------------------------------------------------------------------------
 
@@ -416,29 +405,12 @@ class StatusService:
         return page_reply(store, self._answers, self._cursors, payload, started)
 
 
-def _decimal(text: str) -> float | None:
-    try:
-        return number("wait", text)
-    except InvalidRequest:
-        return None
+def _recorder(metrics: bool | ServiceMetrics | None) -> ServiceMetrics | None:
+    if metrics is True:
+        from jobstatus.prometheus import PrometheusMetrics
 
-
-def _read_query(request: Request) -> dict[str, Any]:
-    return _known(parse_query(request.query), _LIST_QUERY)
-
-
-_JOB_QUERY = frozenset({"wait"})
-_LIST_QUERY = frozenset({"status", "since_seconds", "limit", "cursor"})
-
-
-def _known(params: dict[str, str], names: frozenset[str]) -> dict[str, Any]:
-    """``params`` when it names only ``names``; an unknown parameter is a 400 (a typo such as
-    ``?limt=5`` would otherwise be ignored without a word)."""
-    unknown = params.keys() - names
-    if unknown:
-        listed = ", ".join(sorted(repr(name[:40]) for name in unknown)[:5])
-        raise InvalidRequest(f"unknown query parameter {listed}; known: {', '.join(sorted(names))}")
-    return dict(params)
+        return PrometheusMetrics()
+    return metrics or None
 
 
 def _cursor_material(api_keys: ApiKeys, token_secrets: Iterable[str] | None) -> list[bytes] | None:

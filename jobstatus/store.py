@@ -3,6 +3,14 @@
 Every backend implements :class:`Store`; most subclass :class:`BaseStore` for the context
 manager and the shared checks. ``jobstatus.testing`` proves an implementation conforms.
 
+Crash leftovers (an optional capability)
+----------------------------------------
+
+A store whose interrupted writes can leave something behind that readers never see (a temp
+file, an incomplete upload) offers ``repair(*, dry_run, grace)``
+(:class:`~jobstatus.repair.Repairable`, called by ``jobstatus check --deep`` through
+:func:`~jobstatus.repair.repair`); :class:`BaseStore` has one that finds nothing.
+
 Change notification (an optional capability)
 --------------------------------------------
 
@@ -36,6 +44,14 @@ The contract, which a backend's docs and tests must meet:
   call was reported (the memory store calls back synchronously; the filesystem store reads
   the kernel's queue). A watcher whose subscription can flush answers a conditional request
   from what it was told, without a query; one that cannot always asks the store.
+
+Listing by owner (an optional capability)
+-----------------------------------------
+
+A key bound to an owner lists that owner's records only. A store that can read them through an
+index offers :meth:`OwnerLister.list_owned`, with the contract of :meth:`Store.list` restricted
+to the records whose ``owner`` is the one given; :func:`list_owned` calls it when it is there,
+and otherwise filters ``list`` as it yields (O(records listed)).
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from jobstatus.errors import Conflict
 from jobstatus.record import FINAL_STATES, JobRecord
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 
 __all__ = [
     "ABSENT",
@@ -59,6 +76,7 @@ __all__ = [
     "ChangeCallback",
     "ChangeNotifier",
     "ExpectedVersion",
+    "OwnerLister",
     "Store",
     "Subscribers",
     "Subscription",
@@ -67,6 +85,7 @@ __all__ = [
     "check_purge",
     "expiry_of",
     "keeps_stored",
+    "list_owned",
     "normalize_status",
     "purges",
     "subscribe",
@@ -199,6 +218,42 @@ def subscribe(store: object, callback: ChangeCallback) -> Subscription | None:
     return subscription
 
 
+@runtime_checkable
+class OwnerLister(Protocol):
+    """The optional capability of a store that lists one owner's records through an index."""
+
+    def list_owned(
+        self,
+        owner: str,
+        *,
+        since: float | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """:meth:`Store.list`, restricted to the records whose ``owner`` is ``owner``."""
+        ...
+
+
+def list_owned(
+    store: Store,
+    owner: str,
+    *,
+    since: float | None = None,
+    status: str | Collection[str] | None = None,
+    limit: int | None = None,
+) -> Iterator[JobRecord]:
+    """The records of ``owner``, as :meth:`Store.list` orders and bounds them: through
+    ``store.list_owned`` when the store offers it, else ``store.list`` filtered."""
+    method: Any = getattr(store, "list_owned", None)
+    if method is not None:
+        owned_records: Iterator[JobRecord] = method(owner, since=since, status=status, limit=limit)
+        return owned_records
+    check_limit(limit)
+    records = store.list(since=since, status=status)
+    owned = (record for record in records if record.owner == owner)
+    return owned if limit is None else itertools.islice(owned, limit)
+
+
 class Subscribers:
     """The subscriptions of a store that reports changes itself, as "Change notification"
     above specifies: :meth:`subscribe` gives a subscription whose ``flush`` returns at once
@@ -248,12 +303,18 @@ _Self = TypeVar("_Self", bound="BaseStore")
 
 
 class BaseStore:
-    """Context-manager support, :meth:`exists` and a no-op :meth:`close` for backends."""
+    """Context-manager support, :meth:`exists`, a :meth:`repair` that finds nothing and a
+    no-op :meth:`close` for backends."""
 
     def exists(self) -> bool:
         """True when the store's container (folder, table, bucket) is there. Reads never
         create it; the first write does. A store without a container always exists."""
         return True
+
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Find and clear what interrupted writes left (:mod:`jobstatus.repair`); a store
+        whose writes leave nothing behind keeps this default, which finds nothing."""
+        return RepairReport(dry_run=dry_run)
 
     def close(self) -> None:
         """Release resources; nothing to release by default."""

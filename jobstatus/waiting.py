@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from jobstatus.metrics import ServiceMetrics
 from jobstatus.watch import Waiter
 from jobstatus.wire import Reply
 
@@ -35,14 +36,18 @@ DEFAULT_MAX_ASYNC_WAITERS = 10_000
 
 
 class WaitLimits:
-    """How many requests of a service wait now, blocking a thread or not, and the caps."""
+    """How many requests of a service wait now, blocking a thread or not, and the caps; each
+    change is told to ``metrics`` (:meth:`~jobstatus.metrics.ServiceMetrics.waiters_changed`)."""
 
-    def __init__(self, max_waiters: int, max_async_waiters: int) -> None:
+    def __init__(
+        self, max_waiters: int, max_async_waiters: int, metrics: ServiceMetrics | None = None
+    ) -> None:
         if max_waiters < 0 or max_async_waiters < 0:
             raise ValueError("max_waiters and max_async_waiters must not be negative")
         self._caps = {True: max_waiters, False: max_async_waiters}
         self._held = {True: 0, False: 0}
         self._lock = threading.Lock()
+        self._metrics = metrics
 
     def held(self, *, blocking: bool) -> int:
         """How many wait now."""
@@ -53,11 +58,18 @@ class WaitLimits:
             if self._held[blocking] >= self._caps[blocking]:
                 return False
             self._held[blocking] += 1
-            return True
+        if self._metrics is not None:
+            self._metrics.waiters_changed(_MODES[blocking], 1)
+        return True
 
     def give(self, *, blocking: bool) -> None:
         with self._lock:
             self._held[blocking] -= 1
+        if self._metrics is not None:
+            self._metrics.waiters_changed(_MODES[blocking], -1)
+
+
+_MODES = {True: "thread", False: "async"}
 
 
 class Pending:
@@ -119,3 +131,16 @@ class Pending:
     def cancel(self) -> None:
         """Give up the wait (nobody will ask for the answer)."""
         self.waiter.close()
+
+    def observed(self, observe: Callable[[Reply], None]) -> Pending:
+        """This answer, calling ``observe(reply)`` once its reply is built (not when the
+        client left first: nobody was answered)."""
+        finish = self._finish
+
+        def observed_finish(woken: bool) -> Reply:
+            reply = finish(woken)
+            observe(reply)
+            return reply
+
+        self._finish = observed_finish
+        return self

@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from jobstatus.errors import JobNotFound
+from jobstatus.metrics import ServiceMetrics
 from jobstatus.record import JobRecord
 from jobstatus.store import Store, Subscription, subscribe
 
@@ -193,6 +194,9 @@ class Watcher:
         self.pid = os.getpid()
         #: Store calls the watcher made (reads after changes, polls), for tests and benchmarks.
         self.queries = 0
+        #: Told when the watcher loses its source
+        #: (:meth:`~jobstatus.metrics.ServiceMetrics.watcher_reconnected`), or None.
+        self.metrics: ServiceMetrics | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._waiters: dict[str, list[Waiter]] = {}
@@ -270,6 +274,7 @@ class Watcher:
             flush()
         except Exception as exc:
             log.warning("cannot flush %r's change feed (%s); reading the store", self.store, exc)
+            self._reconnected("error")
             return None
         return self._known.get(job_id)
 
@@ -290,6 +295,7 @@ class Watcher:
         with self._lock:
             self._seq += 1
             if job_id is None:
+                self._reconnected("missed")
                 self._known.clear()
                 self._invalidated.clear()
                 self._floor = self._seq
@@ -373,6 +379,12 @@ class Watcher:
             except Exception as exc:
                 backoff = min(max(backoff * 2, 0.1), _MAX_BACKOFF)
                 log.warning("watching %r failed (%s); again in %.1f s", self.store, exc, backoff)
+                self._reconnected("error")
+
+    def _reconnected(self, reason: str) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.watcher_reconnected(reason)
 
     def _read(self, job_ids: list[str]) -> None:
         for index, job_id in enumerate(job_ids):

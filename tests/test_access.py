@@ -112,6 +112,23 @@ def test_an_expired_token_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         ring.authorize(None, f"Bearer {token}")
 
 
+def test_remembered_tokens_still_expire_and_the_oldest_are_forgotten(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the 4,096 most recent tokens the oldest is forgotten, and checked again when it
+    comes back; a remembered token is refused once its expiry passed."""
+    ring = KeyRing(["k"], token_secrets=["s1"])
+    tokens = [ring.issue_token(f"job:{n}", ttl=60 + n) for n in range(4200)]
+    for n, token in enumerate(tokens):
+        assert ring.authorize(None, f"Bearer {token}").job_id == f"job:{n}"
+    assert ring.authorize(None, f"Bearer {tokens[0]}").job_id == "job:0"  # checked anew
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthorized):
+        ring.authorize(None, f"Bearer {tokens[0]}")  # remembered, and expired
+    assert ring.authorize(None, f"Bearer {tokens[-1]}").job_id == "job:4199"
+
+
 def test_rotation_the_first_secret_signs_and_every_one_verifies() -> None:
     old = KeyRing(["k"], token_secrets=["old"]).issue_token(JOB)
     rotated = KeyRing(["k"], token_secrets=["new", "old"])

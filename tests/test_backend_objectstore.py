@@ -413,8 +413,13 @@ def test_purge_deletes_in_one_bulk_request(s3_endpoint: S3Endpoint, s3_store: Ob
 
 @pytest.fixture
 def two_stores(s3_store_url: str) -> Iterator[tuple[ObjectStore, ObjectStore]]:
-    """Two stores on one prefix, as two processes have: ``mine`` and ``theirs``."""
-    with _object_store(s3_store_url) as mine, _object_store(s3_store_url) as theirs:
+    """Two stores on one prefix, as two processes have: ``mine`` and ``theirs``. The server
+    runs a whole write of ``theirs`` inside a request of ``mine`` (:func:`_meanwhile`), so
+    ``mine`` waits as long: more than the default timeout on a loaded machine."""
+    with (
+        _object_store(s3_store_url, timeout=120) as mine,
+        _object_store(s3_store_url) as theirs,
+    ):
         yield mine, theirs
 
 

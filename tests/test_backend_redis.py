@@ -35,7 +35,7 @@ from jobstatus.backends.redis import RedisStore, _scripts  # noqa: E402
 from jobstatus.backends.redis._url import parse_redis_url  # noqa: E402
 from jobstatus.migrate import migrate  # noqa: E402
 from jobstatus.store import Store, version_of  # noqa: E402
-from jobstatus.testing import StoreTests  # noqa: E402
+from jobstatus.testing import ChangeNotificationTests, StoreTests  # noqa: E402
 from jobstatus.testing.suite import UPSTREAM_EXAMPLE  # noqa: E402
 from tests import test_http as http_suite  # noqa: E402
 from tests.clients import Client  # noqa: E402
@@ -98,6 +98,20 @@ class TestRedisStore(StoreTests):
     def store(self, suite_store: RedisStore, raw: Any) -> RedisStore:
         remove_prefix(raw, suite_store.prefix)
         return suite_store
+
+
+class TestRedisStoreChanges(ChangeNotificationTests):
+    """Every writer on the same Redis and prefix is reported: here another store object."""
+
+    @pytest.fixture
+    def store(self, prefix: str) -> Iterator[Store]:
+        with RedisStore.from_url(shared_redis_url(), prefix=prefix) as store:
+            yield store
+
+    @pytest.fixture
+    def other_writer(self, prefix: str) -> Iterator[Store]:
+        with RedisStore.from_url(shared_redis_url(), prefix=prefix) as store:
+            yield store
 
 
 class TestRedisStoreOnAHostClient(StoreTests):
@@ -219,6 +233,48 @@ def test_a_new_record_over_an_expired_one_leaves_no_stale_entry(
     assert redis_store.get("j").job_status == "queued"
 
 
+def test_each_owner_has_an_index_that_follows_every_write(
+    redis_store: RedisStore, raw: Any, prefix: str
+) -> None:
+    """``P:owner:<owner>`` holds exactly that owner's jobs, through a change of owner, a
+    delete, a purge, and a record Redis dropped at its expiry (its owner kept aside until a
+    listing or a purge sweeps it)."""
+
+    def index(owner: str) -> set[bytes]:
+        return set(raw.zrange(f"{prefix}:owner:{owner}", 0, -1))
+
+    past = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    redis_store.put(JobRecord(job_id="a", job_status="queued", owner="alice"))
+    redis_store.restore([JobRecord(job_id="b", job_status="done", owner="alice", updated_at=1.0)])
+    redis_store.put(JobRecord(job_id="c", job_status="running", owner="bob"))
+    redis_store.put(JobRecord(job_id="d", job_status="running"))
+    assert (index("alice"), index("bob")) == ({b"a", b"b"}, {b"c"})
+    assert raw.hget(f"{prefix}:job:a", "owner") == b"alice"
+    assert raw.hget(f"{prefix}:job:d", "owner") is None
+
+    redis_store.put(JobRecord(job_id="a", job_status="running", owner="bob"))  # alice → bob
+    assert (index("alice"), index("bob")) == ({b"b"}, {b"a", b"c"})
+    assert [r.job_id for r in redis_store.list_owned("bob")] == ["a", "c"]
+    assert redis_store.delete("c")
+    assert redis_store.purge(older_than=2.0) == 1  # b
+    assert (index("alice"), index("bob")) == (set(), {b"a"})
+
+    redis_store.put(JobRecord(job_id="e", job_status="done", owner="carol", expires_at=past))
+    assert raw.exists(f"{prefix}:job:e") == 0  # dropped by Redis at once
+    assert raw.hget(f"{prefix}:expiring-owners", "e") == b"carol"
+    assert list(redis_store.list_owned("carol")) == []
+    assert index("carol") == set()  # the listing swept what it met
+    assert raw.hlen(f"{prefix}:expiring-owners") == 0
+
+    redis_store.put(JobRecord(job_id="f", job_status="done", owner="carol", expires_at=past))
+    assert redis_store.purge(expired=True) == 1
+    assert index("carol") == set()
+    assert raw.hlen(f"{prefix}:expiring-owners") == 0
+    redis_store.put(JobRecord(job_id="a", job_status="failed", owner="bob", expires_at=_in(600)))
+    redis_store.put(JobRecord(job_id="a", job_status="failed", owner="bob"), force=True)
+    assert raw.hlen(f"{prefix}:expiring-owners") == 0  # no expiry any more: nothing kept aside
+
+
 def test_purge_expired_in_batches_with_a_status(redis_store: RedisStore) -> None:
     past = datetime(2020, 1, 1, tzinfo=timezone.utc)
     redis_store.restore(
@@ -243,13 +299,16 @@ def test_a_retried_conditional_put_recognises_its_own_write(
     first = redis_store.put(JobRecord(job_id="j", job_status="queued"))
     script = redis_store.client.register_script(_scripts.PUT)
     doc = JobRecord(job_id="j", job_status="running").to_json().encode()
-    args = [prefix, "j", doc, "running", version_of(doc), repr(time.time()), "", "0", "v"]
-    args += [first.version, "token-1"]
-    assert script(args=args) == [1]
-    again = script(args=args)
+
+    def args(token: str) -> list[Any]:
+        head = [prefix, "j", doc, "running", version_of(doc), repr(time.time()), "", "0", "v"]
+        return [*head, first.version, token, ""]  # "": no owner
+
+    assert script(args=args("token-1")) == [1]
+    again = script(args=args("token-1"))
     assert again[0] == 0
     assert again[2].decode() == version_of(doc)
-    assert script(args=[*args[:-1], "token-2"])[0] == -1  # another call: a conflict
+    assert script(args=args("token-2"))[0] == -1  # another call: a conflict
     with pytest.raises(Conflict):
         redis_store.put(JobRecord(job_id="j", job_status="done"), expect_version=first.version)
 

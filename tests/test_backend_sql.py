@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -898,17 +899,25 @@ def test_a_kept_connection_sees_other_writers_at_once(database: str, new_table: 
         assert reader.get("j").job_status == "done"
 
 
-def test_kept_connections_go_back_to_the_pool_when_idle(database: str, new_table: str) -> None:
+def test_kept_connections_go_back_to_the_pool_when_idle(
+    database: str, new_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After ping_after_idle seconds the next call checks a connection out again, so the pool's
-    checkout rules (the idle ping, pre-ping, recycle) apply to it."""
+    checkout rules (the idle ping, pre-ping, recycle) apply to it. The keeper's clock is the
+    test's, so a loaded machine cannot stretch "quick succession" past the limit."""
+    from jobstatus.backends.sql import _keeper
+
+    now = [1000.0]
+    monkeypatch.setattr(_keeper, "time", SimpleNamespace(monotonic=lambda: now[0]))
     with open_sql_store(database, table_name=new_table, ping_after_idle=0.5) as store:
         store.put(JobRecord(job_id="j", job_status="running"))  # creates the table, too
         checkouts: list[object] = []
         sa.event.listen(store.engine, "checkout", lambda *args: checkouts.append(args))
         for _ in range(20):
+            now[0] += 0.4
             store.get("j")
-        assert checkouts == []  # kept between calls in quick succession
-        time.sleep(0.6)
+        assert checkouts == []  # kept between calls less than ping_after_idle apart
+        now[0] += 0.6
         store.get("j")
         assert len(checkouts) == 1  # went back to the pool, checked out anew
 
@@ -1092,8 +1101,9 @@ def _plan(store: SQLStore, call: Any) -> str:
 
 
 def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
-    """5,000 old finished jobs and 20 recent running ones: the 600 s window and a status
-    filter are index range scans, never a scan of the table; so is a purge of expired jobs."""
+    """5,000 old finished jobs, 20 recent running ones and 5 of one owner: the 600 s window, a
+    status filter and one owner's jobs are index range scans, never a scan of the table; so is
+    a purge of expired jobs."""
     now = time.time()
     sql_store.restore(
         JobRecord(job_id=f"old-{n}", job_status="done", updated_at=now - 86400 - n)
@@ -1102,12 +1112,16 @@ def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
     sql_store.restore(
         JobRecord(job_id=f"new-{n}", job_status="running", updated_at=now - n) for n in range(20)
     )
+    sql_store.restore(
+        JobRecord(job_id=f"mine-{n}", job_status="done", updated_at=now - n, owner="alice")
+        for n in range(5)
+    )
     name = sql_store.table.name
     with sql_store.engine.begin() as conn:
         conn.exec_driver_sql(_ANALYZE[sql_store.engine.dialect.name].format(name))
 
     def since() -> None:
-        assert len(list(sql_store.list(since=now - 600))) == 20
+        assert len(list(sql_store.list(since=now - 600))) == 25
 
     def by_status() -> None:
         assert len(list(sql_store.list(status="running"))) == 20
@@ -1115,10 +1129,14 @@ def test_list_and_purge_use_the_indexes(sql_store: SQLStore) -> None:
     def both() -> None:
         assert len(list(sql_store.list(since=now - 600, status=["running", "failed"]))) == 20
 
+    def owned() -> None:
+        assert [r.job_id for r in sql_store.list_owned("alice")] == [f"mine-{n}" for n in range(5)]
+
     assert f"ix_{name}_updated" in _plan(sql_store, since)
+    assert f"ix_{name}_owner" in _plan(sql_store, owned)
     assert f"ix_{name}_status" in _plan(sql_store, by_status)
     assert re.search(f"ix_{name}_(status|updated)", _plan(sql_store, both))
-    for query in (since, by_status, both):
+    for query in (since, by_status, both, owned):
         plan = _plan(sql_store, query)
         assert "Seq Scan" not in plan, plan  # PostgreSQL
         assert f"SCAN {name}" not in plan, plan  # SQLite

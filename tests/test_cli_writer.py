@@ -537,8 +537,10 @@ def test_migrate_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def _copying(seen: int, total: int) -> MigrationProgress:
+    """A copy ``seen`` records in after 2 s (a clock that stopped: the rate is exact)."""
     state = MigrationProgress(phase="copy", total=total, seen=seen, copied=seen)
-    state.copy_started = time.monotonic() - 2.0
+    state.copy_started = 1000.0
+    state.finished = 1002.0
     return state
 
 
@@ -553,7 +555,7 @@ def test_the_terminal_bar_redraws_one_line_with_rate_and_eta() -> None:
     assert text.endswith("\n")
     assert text.count("\n") == 1
     last = text.split("\r")[-1]
-    assert re.search(r"\[#{15}\.{15}\]\s+50%\s+5,000/10,000\s+2,\d{3} records/s\s+ETA 0:0\d", last)
+    assert re.search(r"\[#{15}\.{15}\]\s+50%\s+5,000/10,000\s+2,500 records/s\s+ETA 0:02", last)
 
 
 def test_plain_lines_when_not_a_terminal() -> None:
@@ -567,12 +569,10 @@ def test_plain_lines_when_not_a_terminal() -> None:
     assert "\r" not in out.getvalue()
     first, second = out.getvalue().splitlines()
     assert re.fullmatch(
-        r"migrate: 2,000/10,000 \(20%\), 2,000 copied, \d,\d{3} records/s, ETA 0:0\d",
+        r"migrate: 2,000/10,000 \(20%\), 2,000 copied, 1,000 records/s, ETA 0:08",
         first,
     )
-    assert re.fullmatch(
-        r"migrate: 3,000 read, 3,000 copied, 0 unchanged, \d,\d{3} records/s", second
-    )
+    assert re.fullmatch(r"migrate: 3,000 read, 3,000 copied, 0 unchanged, 1,500 records/s", second)
 
 
 def _at_rate(seen: int, total: int | None, rate: float, phase: str = "copy") -> MigrationProgress:

@@ -82,6 +82,44 @@ def test_the_proxy_forwards_cuts_refuses_and_resumes(echo_server: int) -> None:
         assert proxy.cut_connections == 1
 
 
+def _hears_nothing(sock: socket.socket) -> bool:
+    """Nothing arrives within a short look, and the connection is still open."""
+    sock.settimeout(0.3)
+    try:
+        sock.recv(4)
+    except TimeoutError:
+        return True
+    finally:
+        sock.settimeout(5)
+    return False
+
+
+def test_the_proxy_goes_silent_and_delivers_what_it_held_once_back(echo_server: int) -> None:
+    with TcpProxy(echo_server) as proxy:
+        before = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        before.sendall(b"ping")
+        assert before.recv(4) == b"ping"
+
+        with proxy.silence():
+            assert "silent" in repr(proxy)
+            before.sendall(b"held")
+            assert _hears_nothing(before)  # no echo, and no end of the connection either
+            # A new connection is accepted, and then hears nothing either.
+            during = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+            during.sendall(b"late")
+            assert _hears_nothing(during)
+
+        # The network is back: what was held arrives, and both connections carry on.
+        assert before.recv(4) == b"held"
+        assert during.recv(4) == b"late"
+        for sock in (before, during):
+            sock.sendall(b"more")
+            assert sock.recv(4) == b"more"
+            sock.close()
+        assert proxy.accepted == 2
+        assert proxy.cut_connections == 0
+
+
 # -- a store behind the proxy, served while the proxy cuts it off -------------------------------
 
 SQL_TIMEOUTS: dict[str, dict[str, Any]] = {

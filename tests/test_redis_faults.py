@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -232,3 +233,42 @@ def test_a_hung_redis_fails_calls_within_the_timeout(tmp_path: Path) -> None:
             assert reply.status == 500
         assert store.get(JOB_ID).job_status in ("running", "done")
         store.close()
+
+
+def test_a_subscription_survives_a_redis_restart(tmp_path: Path) -> None:
+    """The store's subscription (what the watcher of long-polls uses) reports writes, tells its
+    subscriber that changes may have been missed once Redis is back (``None``), then reports
+    writes again; once closed, nothing."""
+    seen: list[str | None] = []
+    arrived = threading.Condition()
+
+    def callback(job_id: str | None) -> None:
+        with arrived:
+            seen.append(job_id)
+            arrived.notify_all()
+
+    def wait_for(value: str | None) -> None:
+        with arrived:
+            assert arrived.wait_for(lambda: value in seen, timeout=30), seen
+
+    server = RedisServer(tmp_path).start()
+    try:
+        store = RedisStore.from_url(server.url, socket_timeout=2, socket_connect_timeout=2)
+        subscription = store.subscribe(callback)
+        store.put(JobRecord(job_id=JOB_ID, job_status="running"))
+        wait_for(JOB_ID)
+        server.stop()
+        server.start()
+        wait_for(None)  # subscribed again: what was published meanwhile may be lost
+        seen.clear()
+        store.put(JobRecord(job_id=JOB_ID, job_status="done"))
+        wait_for(JOB_ID)
+        subscription.close()
+        seen.clear()
+        with store.changes() as feed:  # another subscriber sees the write: it was published
+            store.put(JobRecord(job_id=JOB_ID, job_status="cancelled"), force=True)
+            assert feed.get(timeout=5) == JOB_ID
+        assert seen == []  # the closed subscription's thread had ended
+        store.close()
+    finally:
+        server.stop()

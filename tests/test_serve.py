@@ -1,14 +1,21 @@
 """``jobstatus serve`` on an address it cannot bind: one line naming the port and ``--port``,
-an exit status of 2, and gunicorn never started."""
+an exit status of 2, and gunicorn never started; and a long-poll under it holds a thread, not
+a worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,3 +103,59 @@ def test_the_command_exits_2_with_one_line_on_a_busy_port(busy_port: int, tmp_pa
     assert f"port {busy_port}" in lines[0]
     assert "--port" in lines[0]
     assert "Connection in use" not in result.stderr
+
+
+# -- a long-poll under jobstatus serve -------------------------------------------------------------
+
+JOB = "6b0f3c7e-1d2a-4c3b-9e8f-0a1b2c3d4e5f"
+
+
+def _ask(port: int, path: str, *, body: bytes | None = None, **headers: str) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=body,
+        headers={"x-api-key": "k", **headers},
+        method="POST" if body is not None else "GET",
+    )
+    try:
+        return urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as answer:  # a 304 is one too
+        return answer
+
+
+@pytest.mark.extras
+@pytest.mark.slow
+def test_a_long_poll_holds_a_thread_not_the_worker(tmp_path: Path) -> None:
+    """One worker: while a client long-polls an unchanged job, another client's status
+    request is answered; the long-poll then answers the write it waited for."""
+    pytest.importorskip("gunicorn")
+    from jobstatus import JobRecord, open_store
+    from jobstatus.testing._server import Gunicorn, serve_command
+
+    folder = tmp_path / "jobs"
+    with open_store(str(folder)) as store:
+        store.put(JobRecord(job_id=JOB, job_status="running"))
+    env = {"API_KEY": "k", "PYTHONPATH": str(ROOT)}
+    with Gunicorn(serve_command(str(folder), 1), workers=1, log_dir=tmp_path, env=env) as server:
+        first = _ask(server.port, f"/v1/toolkit/jobs/{JOB}")
+        etag = first.headers["ETag"]
+        answers: list[Any] = []
+        poll = threading.Thread(
+            target=lambda: answers.append(
+                _ask(server.port, f"/v1/toolkit/jobs/{JOB}?wait=30", **{"If-None-Match": etag})
+            )
+        )
+        poll.start()
+        time.sleep(1.0)  # the long-poll's head start: with it, a sync worker would be held
+        status = _ask(
+            server.port, "/v1/toolkit/job/status", body=json.dumps({"job_id": JOB}).encode()
+        )
+        assert status.status == 200
+        assert not answers  # answered while the long-poll still waits
+        assert poll.is_alive()
+        with open_store(str(folder)) as store:
+            store.put(JobRecord(job_id=JOB, job_status="done"))
+        poll.join(timeout=60)
+        assert len(answers) == 1
+        assert answers[0].status == 200
+        assert json.loads(answers[0].read())["response"]["job_status"] == "done"

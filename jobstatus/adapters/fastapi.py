@@ -53,8 +53,11 @@ def make_router(service: StatusService, *, dashboard: bool = False) -> APIRouter
                 path, _page(pages, path), methods=[*METHODS, "HEAD"], include_in_schema=False
             )
     for path, route in service.routes.items():  # exact paths before /v1/toolkit/jobs/{job_id}
-        operation = _openapi.operation(path)
         endpoint = _endpoint(service, path)
+        if route.scope == "metrics":  # Prometheus' page, not an operation of the API
+            router.add_api_route(path, endpoint, methods=METHODS, include_in_schema=False)
+            continue
+        operation = _openapi.operation(path)
         extra: dict[str, Any] = {}
         body = _openapi.request_body(service, path)
         if body is not None:

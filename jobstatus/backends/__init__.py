@@ -12,13 +12,19 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, NamedTuple
 
+from jobstatus.backends import _timeout
 from jobstatus.errors import ConfigurationError, redact
 from jobstatus.errors import missing_extra as missing_extra  # re-exported for the backends
 from jobstatus.store import Store
 
-__all__ = ["ENTRY_POINT_GROUP", "known_schemes", "open_store"]
+__all__ = ["DEFAULT_TIMEOUT", "ENTRY_POINT_GROUP", "known_schemes", "open_store"]
 
 ENTRY_POINT_GROUP = "jobstatus.backends"
+
+#: Seconds a call of a network store (PostgreSQL, MariaDB/MySQL, S3, Redis) may wait on its
+#: server before it fails with a :class:`~jobstatus.StorageError`, unless the store's
+#: ``timeout`` option says otherwise.
+DEFAULT_TIMEOUT = _timeout.DEFAULT_TIMEOUT
 
 StoreFactory = Callable[..., Store]
 

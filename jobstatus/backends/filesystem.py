@@ -21,6 +21,9 @@ A record lives in ``<root>/jobs/<job_id>.json``, written as the upstream service
   On a network filesystem, whose other clients' writes the kernel does not report, turn it off
   with ``notify=False`` (``file:///srv/data?notify=false``): listing then scans the folder and
   waiting requests poll.
+- A writer killed before its rename leaves only its temp file, which readers never see;
+  :meth:`FileSystemStore.repair` (``jobstatus check --deep``) removes such files while it holds
+  every lock stripe, so that no live writer's file is touched.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from jobstatus.backends import _inotify
+from jobstatus.backends._filesystem_repair import repair_folder
 from jobstatus.backends._folder_watch import FolderWatch
 from jobstatus.errors import ConfigurationError, InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 from jobstatus.store import (
     BaseStore,
     ChangeCallback,
@@ -195,6 +200,18 @@ class FileSystemStore(BaseStore):
             raise StorageError("change notification is off for this store")
         return self._watch.subscribe(callback)
 
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Remove the temp files of killed writers while holding every lock stripe (so no
+        writer is using one; ``grace`` is not needed), report stripes a live process holds
+        and record files that do not parse (see :mod:`jobstatus.repair`)."""
+        return repair_folder(
+            str(self.jobs_dir),
+            [self._lock_path(stripe) for stripe in range(LOCK_STRIPES)],
+            lambda: (job_id for job_id, _ in self._scan()),
+            self.get,
+            dry_run=dry_run,
+        )
+
     def close(self) -> None:
         """Stop the folder watch, if there is one."""
         if self._watch is not None:
@@ -202,10 +219,12 @@ class FileSystemStore(BaseStore):
 
     # -- writing ---------------------------------------------------------------------------
 
+    def _lock_path(self, stripe: int) -> str:
+        return os.path.join(self._locks_dir, f"{stripe:02d}.lock")
+
     @contextmanager
     def _locked(self, job_id: str) -> Iterator[None]:
-        stripe = zlib.crc32(job_id.encode("utf-8")) % LOCK_STRIPES
-        path = os.path.join(self._locks_dir, f"{stripe:02d}.lock")
+        path = self._lock_path(zlib.crc32(job_id.encode("utf-8")) % LOCK_STRIPES)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:

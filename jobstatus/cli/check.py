@@ -1,5 +1,11 @@
 """``check``: can this store be reached, read and written from here? Each step is named, so
-a refused connection, a refused read and a refused write read differently."""
+a refused connection, a refused read and a refused write read differently.
+
+``check --deep`` also looks for what killed writers left (:mod:`jobstatus.repair`) and clears
+it: one line per leftover, what was done or why not; ``--dry-run`` clears nothing and writes
+no probe. Exit 0 when the store is clean afterwards (nothing found, or all of it repaired), 1
+when a step failed or a leftover is still there (kept, or a dry run).
+"""
 
 from __future__ import annotations
 
@@ -13,16 +19,18 @@ from typing import IO, Any
 from jobstatus.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     CommandError,
     one_line,
     open_url,
     store_url,
 )
-from jobstatus.cli.options import add_json_option, add_store_option
-from jobstatus.cli.output import write_json
+from jobstatus.cli.options import add_json_option, add_store_option, parse_duration
+from jobstatus.cli.output import count, write_json
 from jobstatus.errors import JobNotFound, redact
 from jobstatus.migrate import store_exists
 from jobstatus.record import JobRecord
+from jobstatus.repair import DEFAULT_GRACE, RepairReport, repair
 from jobstatus.store import BaseStore, Store
 
 # Internal to the command line: no public names (the command line is the interface).
@@ -36,6 +44,7 @@ STEPS = {
     "write": "write to",
     "read back": "read back from",
     "delete": "delete from",
+    "repair": "look for crash leftovers in",
 }
 
 
@@ -48,7 +57,10 @@ def register(commands: Any) -> None:
         "job with a unique id, read it back and delete it. Exit 0 when all of that works, 1 "
         "naming the step that failed (connect, read, write, read back, delete) and why. A "
         "store that does not exist yet (a folder, a table, a bucket) fails the check unless "
-        "--create is given; then the probe's write creates it.",
+        "--create is given; then the probe's write creates it. --deep then looks for what "
+        "killed writers left (temp files, incomplete uploads, index drift, an unfinished "
+        "table) and clears it, one line per leftover; exit 0 when the store is clean "
+        "afterwards, 1 when something is still there.",
     )
     add_store_option(check)
     check.add_argument(
@@ -56,7 +68,28 @@ def register(commands: Any) -> None:
         action="store_true",
         help="create the store if it does not exist yet (by writing the probe)",
     )
-    add_json_option(check, "the outcome (ok, store, step, error, created, elapsed_ms)")
+    check.add_argument(
+        "--deep",
+        action="store_true",
+        help="also find and clear crash leftovers (temp files, incomplete uploads, index "
+        "drift, an unfinished table)",
+    )
+    check.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --deep: report the leftovers, clear nothing and write no probe",
+    )
+    check.add_argument(
+        "--grace",
+        metavar="DURATION",
+        type=parse_duration,
+        default=DEFAULT_GRACE,
+        help="with --deep: keep leftovers younger than this where the store cannot tell "
+        "whether their writer is still at work (S3 uploads, fsspec temp files; default 1h)",
+    )
+    add_json_option(
+        check, "the outcome (ok, store, step, error, created, elapsed_ms; repair with --deep)"
+    )
     check.set_defaults(run=_check)
 
 
@@ -66,6 +99,9 @@ def _check(args: argparse.Namespace, out: IO[str]) -> int:
     started = time.monotonic()
     steps = ["open"]  # steps[-1] is the step under way
     created = False
+    if args.dry_run and not args.deep:
+        raise CommandError(EXIT_USAGE, "--dry-run goes with --deep")
+    report: RepairReport | None = None
     try:
         with open_url(url) as store:
             steps.append("connect")
@@ -74,15 +110,49 @@ def _check(args: argparse.Namespace, out: IO[str]) -> int:
                     message = f"check failed: store does not exist: {shown} (--create creates it)"
                     return _report(args, out, shown, message, step="exists", created=False)
                 created = True
-            _probe_round_trip(store, steps)
+            if args.deep:  # before the probe, whose write would complete an unfinished table
+                steps.append("repair")
+                report = RepairReport(dry_run=args.dry_run)
+                if not created:  # a store that is not there holds no leftovers
+                    report = repair(store, dry_run=args.dry_run, grace=args.grace)
+            _probe_round_trip(store, steps, write=not args.dry_run)
     except Exception as exc:
         step = steps[-1]
         message = f"check failed: cannot {STEPS[step]} {shown}: {one_line(exc)}"
         return _report(args, out, shown, message, step=step, created=created)
     elapsed = round((time.monotonic() - started) * 1000)
     what = f"{shown} was created; it" if created else shown
-    message = f"ok: {what} can be reached, read and written ({elapsed} ms)"
-    return _report(args, out, shown, message, ok=True, created=created, elapsed_ms=elapsed)
+    done = "reached and read" if args.dry_run else "reached, read and written"
+    message = f"ok: {what} can be {done} ({elapsed} ms)"
+    if report is None:
+        return _report(args, out, shown, message, ok=True, created=created, elapsed_ms=elapsed)
+    if not args.json:
+        out.write(message + "\n")
+        for leftover in report.leftovers:
+            state = "repaired" if leftover.repaired else "found"
+            out.write(f"{state} {leftover.kind} {leftover.target}: {leftover.note}\n")
+    summary = _summary(report)
+    fields: dict[str, Any] = {"created": created, "elapsed_ms": elapsed}
+    fields["repair"] = {
+        "dry_run": report.dry_run,
+        "clean": report.clean,
+        "found": report.found(),
+        "repaired": report.repaired(),
+        "leftovers": [leftover.to_dict() for leftover in report.leftovers],
+    }
+    if report.clean:
+        return _report(args, out, shown, summary, ok=True, **fields)
+    return _report(args, out, shown, f"check failed: {shown}: {summary}", **fields)
+
+
+def _summary(report: RepairReport) -> str:
+    """``deep check: 3 leftovers found, 3 repaired (temp_file 3)``."""
+    if not report.leftovers:
+        return "deep check: no crash leftovers found"
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(report.found().items()))
+    repaired = sum(report.repaired().values())
+    what = "to repair (dry run)" if report.dry_run else f"{repaired:,} repaired"
+    return f"deep check: {count(len(report.leftovers), 'leftover')} found, {what} ({kinds})"
 
 
 def _connect(store: Store) -> bool:
@@ -96,9 +166,9 @@ def _connect(store: Store) -> bool:
     return store_exists(store)
 
 
-def _probe_round_trip(store: Store, steps: list[str]) -> None:
-    """Read a missing id, write, read back, delete, read again; ``steps[-1]`` is the step
-    under way when something fails."""
+def _probe_round_trip(store: Store, steps: list[str], *, write: bool = True) -> None:
+    """Read a missing id, write, read back, delete, read again (without ``write``: only
+    read); ``steps[-1]`` is the step under way when something fails."""
     probe = JobRecord(
         job_id=f"jobstatus-check-{uuid.uuid4().hex}",
         job_status="check",
@@ -108,6 +178,8 @@ def _probe_round_trip(store: Store, steps: list[str]) -> None:
     with suppress(JobNotFound):
         store.get(probe.job_id)
         raise _failed("a job with the probe's unique id is already there")
+    if not write:
+        return
     steps.append("write")
     try:
         store.put(probe)

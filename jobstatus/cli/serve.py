@@ -45,7 +45,13 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--dashboard",
         action="store_true",
-        help="also serve the job dashboard at /v1/toolkit/dashboard/ (threaded workers)",
+        help="also serve the job dashboard at /v1/toolkit/dashboard/",
+    )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="also serve Prometheus metrics at /metrics, summed over the workers, to any key "
+        "bound to no owner (needs jobstatus[metrics])",
     )
     serve.add_argument(
         "--upstream-wire",
@@ -77,5 +83,6 @@ def _serve(args: argparse.Namespace, out: IO[str]) -> int:
         upstream_wire=args.upstream_wire,
         job_id_pattern=rule.service_pattern,
         dashboard=args.dashboard,
+        metrics=args.metrics,
     )
     return EXIT_OK

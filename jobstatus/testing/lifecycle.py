@@ -16,7 +16,7 @@ import pytest
 from jobstatus.errors import Conflict, JobNotFound
 from jobstatus.lifecycle import Progress
 from jobstatus.record import JobRecord
-from jobstatus.store import ABSENT, Store
+from jobstatus.store import ABSENT, Store, list_owned
 
 __all__ = ["LifecycleTests"]
 
@@ -202,3 +202,30 @@ class LifecycleTests:
         store.put(_job("done", response={"r": 1}))
         doc = store.get("job-1").to_dict()
         assert list(doc) == ["job_status", "job_id", "queue_id", "process_id", "response"]
+
+    # -- owners ------------------------------------------------------------------------------
+
+    def test_one_owners_records_are_listed_as_list_orders_them(self, store: Store) -> None:
+        """:func:`~jobstatus.store.list_owned` (the store's ``list_owned`` when it has one)
+        yields exactly the owner's records that ``list`` yields, in the same order, with the
+        same ``since``, ``status`` and ``limit``; an owner changed by a write moves the job."""
+        owners = ["alice", "bob", None, "alice", "bob", "alice", None]
+        states = ["queued", "running", "done", "running", "done", "failed", "running"]
+        store.restore(
+            _job(state, f"job-{n}", owner=owner, updated_at=1_700_000_000 + n)
+            for n, (owner, state) in enumerate(zip(owners, states, strict=True))
+        )
+        store.restore([_job("done", "job-0", owner="bob", updated_at=1_700_000_010)])
+        cases: list[dict[str, Any]] = [{}, {"limit": 1}, {"status": ["running", "done"]}]
+        cases.append({"since": 1_700_000_003})
+        for owner in ("alice", "bob", "carol"):
+            for options in cases:
+                unbounded = {name: value for name, value in options.items() if name != "limit"}
+                listed = [r for r in store.list(**unbounded) if r.owner == owner]
+                listed = listed[: options.get("limit", len(listed))]
+                owned = list(list_owned(store, owner, **options))
+                assert owned == listed, (owner, options)
+        assert [r.job_id for r in list_owned(store, "alice")] == ["job-5", "job-3"]
+        assert [r.job_id for r in list_owned(store, "bob")] == ["job-0", "job-4", "job-1"]
+        with pytest.raises(ValueError, match="limit"):
+            list_owned(store, "alice", limit=-1)

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 from jobstatus.errors import InvalidRequest, JobNotFound
 from jobstatus.record import MAX_JOB_ID_BYTES, JobRecord
+from jobstatus.repair import repair
 from jobstatus.store import Store
 from jobstatus.testing.lifecycle import LifecycleTests
 from jobstatus.testing.machine import BASE_TIME, clear, run_store_state_machine
@@ -218,6 +219,16 @@ class StoreTests(LifecycleTests):
         assert store.delete("job-1") is False
         with pytest.raises(JobNotFound):
             store.get("job-1")
+
+    # -- repair ------------------------------------------------------------------------------
+
+    def test_repair_of_a_clean_store_finds_nothing_and_changes_nothing(self, store: Store) -> None:
+        stored = store.put(_record(job_status="running"))
+        for dry_run in (True, False):
+            report = repair(store, dry_run=dry_run, grace=0)
+            assert (report.leftovers, report.clean) == ([], True)
+        assert store.get("job-1") == stored
+        assert [r.job_id for r in store.list()] == ["job-1"]
 
     # -- list --------------------------------------------------------------------------------
 

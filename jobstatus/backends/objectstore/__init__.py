@@ -72,6 +72,8 @@ NUMERIC_OPTIONS = _url.NUMERIC_OPTIONS
 def open_object_store(url: str, **options: Any) -> ObjectStore:
     """Factory for ``s3://``, ``s3a://``, ``gs://``, ``gcs://``, ``az://``, ``abfs://``,
     ``abfss://`` and ``fsspec+PROTO://``; keyword options are fsspec storage options and win
-    over the query string."""
-    fs, root = open_filesystem(url, options)
-    return ObjectStore(fs, root, close_fs=True)
+    over the query string, but for ``timeout`` on S3: the store's (see :class:`ObjectStore`),
+    and botocore's ``connect_timeout`` and ``read_timeout`` unless ``config_kwargs`` gives
+    them."""
+    fs, root, timeout = open_filesystem(url, options)
+    return ObjectStore(fs, root, close_fs=True, timeout=timeout)

@@ -43,7 +43,7 @@ from jobstatus.backends.objectstore._url import BUCKET_PROTOCOLS
 from jobstatus.errors import StorageError
 from jobstatus.store import version_of
 
-__all__ = ["FsspecObjects"]
+__all__ = ["FsspecObjects", "is_local"]
 
 T = TypeVar("T")
 
@@ -137,7 +137,7 @@ class FsspecObjects(Objects):
         """Write the object and keep its stamp; return the stamp as kept, or None where this
         filesystem cannot keep one."""
         path = self._path(job_id)
-        if _is_local(self.fs):  # written in place, a reader could see half a file: rename
+        if is_local(self.fs):  # written in place, a reader could see half a file: rename
             return _replace_local_file(self.folder, path, data, stamp)
         self.fs.pipe_file(path, data)
         return _keep_stamp(self.fs, path, stamp, expiry)
@@ -199,7 +199,7 @@ def _in_memory(fs: Any) -> bool:
     return "memory" in _protocols(fs)
 
 
-def _is_local(fs: Any) -> bool:
+def is_local(fs: Any) -> bool:
     protocols = _protocols(fs)
     return "file" in protocols or "local" in protocols
 

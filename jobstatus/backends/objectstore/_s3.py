@@ -6,6 +6,11 @@ configuration (its retries: ``config_kwargs.retries``), and none of fsspec's cac
 the filesystem's event loop; s3fs's ``s3_additional_kwargs`` (server-side encryption...) and
 ``requester_pays`` are sent with every operation that takes them.
 
+Each request, botocore's retries included (and a read's body with it), ends within ``timeout``
+seconds: past that it is cancelled, and the call fails with :class:`NoAnswer` naming the
+timeout (a :class:`~jobstatus.StorageError` for the store's caller). Retries that fit run; a
+silent endpoint costs one timeout, however many attempts botocore would make.
+
 - ``read`` is one GET; the version is the object's ETag.
 - ``write`` is one PUT carrying the stamp (and the expiry) as metadata, conditional on the
   ETag read (``If-Match``) or on there being no object (``If-None-Match: *``) when asked: S3
@@ -44,7 +49,7 @@ from jobstatus.backends.objectstore._objects import (
 )
 from jobstatus.errors import InvalidRequest, StorageError
 
-__all__ = ["S3Objects", "is_s3"]
+__all__ = ["NoAnswer", "S3Objects", "is_s3"]
 
 T = TypeVar("T")
 
@@ -53,6 +58,11 @@ _BULK_DELETE = 1000  # keys per S3 DeleteObjects request, its maximum
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _NO_BUCKET_CODES = frozenset({"NoSuchBucket", "404", "NotFound"})
 _CONFLICT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
+
+
+class NoAnswer(Exception):
+    """A request got no answer within the store's timeout, and was cancelled. (Not a
+    ``TimeoutError``: fsspec would put its own, without a message, in its place.)"""
 
 
 def is_s3(fs: Any) -> bool:
@@ -77,9 +87,16 @@ class S3Objects(Objects):
     conditional = True
 
     def __init__(
-        self, fs: Any, folder: str, where: str, secrets: Collection[str], clock_skew: float
+        self,
+        fs: Any,
+        folder: str,
+        where: str,
+        secrets: Collection[str],
+        clock_skew: float,
+        timeout: float,
     ) -> None:
         super().__init__(fs, folder, where, secrets)
+        self.timeout = timeout
         bucket, _, prefix = folder.strip("/").partition("/")
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
@@ -118,10 +135,22 @@ class S3Objects(Objects):
             extra = self._extra[operation] = {k: v for k, v in wanted.items() if k in members}
         return extra
 
-    async def _call(self, operation: str, **params: Any) -> Any:
-        client = await self._client()
+    async def _request(self, client: Any, operation: str, **params: Any) -> Any:
         method = getattr(client, operation)
         return await method(**{**self._additional(client, operation), **params})
+
+    async def _bounded(self, request: Coroutine[Any, Any, T]) -> T:
+        """``request``, cancelled once it took ``timeout`` seconds."""
+        try:
+            return await asyncio.wait_for(request, self.timeout)
+        except asyncio.TimeoutError:
+            raise NoAnswer(f"no answer within {self.timeout:g} s") from None
+
+    async def _call(self, operation: str, **params: Any) -> Any:
+        # The client first, outside the clock: making one (the first time) parses botocore's
+        # service model, work of this process, not a wait on the network.
+        client = await self._client()
+        return await self._bounded(self._request(client, operation, **params))
 
     async def _object_call(self, operation: str, job_id: str, **params: Any) -> Any:
         return await self._call(operation, Bucket=self.bucket, Key=self._key(job_id), **params)
@@ -171,7 +200,13 @@ class S3Objects(Objects):
     # -- reading ---------------------------------------------------------------------------
 
     async def _get(self, job_id: str) -> StoredObject:
-        response = await self._object_call("get_object", job_id)
+        client = await self._client()
+        return await self._bounded(self._download(client, job_id))
+
+    async def _download(self, client: Any, job_id: str) -> StoredObject:
+        response = await self._request(
+            client, "get_object", Bucket=self.bucket, Key=self._key(job_id)
+        )
         body = response["Body"]
         try:
             data: bytes = await body.read()
@@ -293,6 +328,10 @@ class S3Objects(Objects):
                 UploadId=upload_id,
                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
             )
+        except NoAnswer:
+            # The endpoint is not answering: an abort would wait as long, and fail the same
+            # way (a bucket's lifecycle rule for incomplete uploads removes the part).
+            raise
         except BaseException:
             with suppress(Exception):
                 await self._object_call("abort_multipart_upload", item.job_id, UploadId=upload_id)

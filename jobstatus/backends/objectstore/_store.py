@@ -20,6 +20,7 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from jobstatus.backends._timeout import DEFAULT_TIMEOUT, check_timeout
 from jobstatus.backends.objectstore._fsspec import FsspecObjects
 from jobstatus.backends.objectstore._objects import (
     SUFFIX,
@@ -31,10 +32,12 @@ from jobstatus.backends.objectstore._objects import (
     StoredObject,
     Written,
 )
+from jobstatus.backends.objectstore._repair import repair_objects
 from jobstatus.backends.objectstore._s3 import S3Objects, is_s3
 from jobstatus.backends.objectstore._url import secret_values
 from jobstatus.errors import InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 from jobstatus.store import (
     ABSENT,
     BaseStore,
@@ -80,10 +83,20 @@ class ObjectStore(BaseStore):
         clock_skew: how far a writer's clock may be from the store's, in seconds.
         close_fs: close the filesystem's connections in :meth:`close` (``open_store`` makes
             a filesystem for each store and sets it; one handed in stays open by default).
+        timeout: on S3, seconds each request of the store may take, botocore's retries
+            included, before the call fails with a :class:`~jobstatus.StorageError`
+            (:data:`~jobstatus.backends.DEFAULT_TIMEOUT` by default). Other
+            filesystems bound their requests with their own options.
     """
 
     def __init__(
-        self, fs: Any, root: str, *, clock_skew: float = DEFAULT_CLOCK_SKEW, close_fs: bool = False
+        self,
+        fs: Any,
+        root: str,
+        *,
+        clock_skew: float = DEFAULT_CLOCK_SKEW,
+        close_fs: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.root = root.rstrip("/")
         self._close_fs = close_fs
@@ -91,7 +104,9 @@ class ObjectStore(BaseStore):
         folder = f"{self.root}/jobs"
         secrets = secret_values(getattr(fs, "storage_options", {}))
         if is_s3(fs):
-            self._objects: Objects = S3Objects(fs, folder, self.url, secrets, clock_skew)
+            self._objects: Objects = S3Objects(
+                fs, folder, self.url, secrets, clock_skew, check_timeout(timeout)
+            )
         else:
             self._objects = FsspecObjects(fs, self.root, self.url, secrets)
 
@@ -111,6 +126,12 @@ class ObjectStore(BaseStore):
         """True when the bucket (on S3, GCS, Azure) or the root folder is there. Reads and
         lists never create either; the first write creates a missing folder."""
         return self._objects.exists()
+
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Abort S3 multipart uploads a killed ``restore`` left, and remove the temp files a
+        killed writer left in a local folder, once they are ``grace`` seconds old (nothing
+        tells whether their writer is still at work); see :mod:`jobstatus.repair`."""
+        return repair_objects(self._objects, dry_run=dry_run, grace=grace)
 
     @contextmanager
     def _guard(self, job_id: str) -> Iterator[None]:

@@ -1,7 +1,8 @@
 """Store URLs: ``s3://bucket/prefix?option=value`` into an fsspec filesystem and its root.
 
 Query parameters become fsspec *storage options*; keyword options win over them, option by
-option. Nothing here sends a request: a filesystem is made, not connected.
+option. On S3, ``timeout`` is the store's own (see :func:`open_filesystem`). Nothing here sends
+a request: a filesystem is made, not connected.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import unquote
 import fsspec
 
 from jobstatus.backends import missing_extra
+from jobstatus.backends._timeout import DEFAULT_TIMEOUT, check_timeout
 from jobstatus.errors import ConfigurationError
 
 __all__ = ["NUMERIC_OPTIONS", "open_filesystem", "parse_store_url", "secret_values"]
@@ -52,6 +54,8 @@ _EXTRAS = {
 }
 #: Protocols whose first path segment is a bucket (or container), which must be named.
 BUCKET_PROTOCOLS = frozenset(_EXTRAS)
+#: Protocols whose requests the store sends itself, bounded by its ``timeout``.
+TIMED_PROTOCOLS = frozenset({"s3", "s3a"})
 
 _SECRET_OPTIONS = frozenset(
     {
@@ -143,8 +147,15 @@ def secret_values(options: Mapping[str, Any]) -> set[str]:
     return found
 
 
-def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
-    """The fsspec filesystem and root folder a store URL names; ``options`` win over its query.
+def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str, float]:
+    """The fsspec filesystem and root folder a store URL names, and the store's timeout;
+    ``options`` win over its query.
+
+    On S3, ``timeout`` (:data:`~jobstatus.backends.DEFAULT_TIMEOUT` when not given) is taken
+    out of the storage options: it becomes botocore's ``connect_timeout`` and
+    ``read_timeout`` unless ``config_kwargs`` gives them, and bounds each request of the
+    store. Elsewhere it is a storage option like any other (the filesystem's own, if it has
+    one), and the timeout returned is the default.
 
     Raises :class:`~jobstatus.ConfigurationError` for a bad URL or option, an unknown protocol,
     a missing package (naming its extra) and a bucket protocol without a bucket.
@@ -152,6 +163,15 @@ def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
     target, query_options = parse_store_url(url)
     protocol = target.partition("://")[0]
     storage_options = _merged(_merged(_DEFAULT_OPTIONS, query_options), options)
+    timeout = DEFAULT_TIMEOUT
+    if protocol in TIMED_PROTOCOLS:
+        timeout = check_timeout(storage_options.pop("timeout", DEFAULT_TIMEOUT))
+        config = storage_options.get("config_kwargs") or {}
+        storage_options["config_kwargs"] = {
+            "connect_timeout": timeout,
+            "read_timeout": timeout,
+            **config,
+        }
     extra, package = _EXTRAS.get(protocol, ("fsspec", None))
     try:
         if package is not None:  # fsspec knows some of these protocols only once installed
@@ -165,4 +185,4 @@ def open_filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
         raise ConfigurationError(f"bad storage option for {protocol}://: {exc}") from exc
     if protocol in BUCKET_PROTOCOLS and not str(root).strip("/"):
         raise ConfigurationError(f"name a bucket: {protocol}://bucket/prefix")
-    return fs, str(root)
+    return fs, str(root), timeout

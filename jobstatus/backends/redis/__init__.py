@@ -49,7 +49,8 @@ def open_redis_store(url: str, *, client: Any = None, **options: Any) -> RedisSt
 
     ``client`` hands the store the host's ``redis.Redis`` (the URL then only picks this
     backend, and may still give ``prefix``); ``batch_size`` and ``page_size`` size the script
-    calls; other keyword options are those of the URL's query: ``prefix``, ``socket_timeout``,
+    calls; other keyword options are those of the URL's query: ``prefix``, ``timeout`` (both
+    of the next two, :data:`DEFAULT_TIMEOUT` by default), ``socket_timeout``,
     ``socket_connect_timeout``, the ``ssl_*`` options, ``max_connections``, ``client_name``,
     and ``sentinel_kwargs``.
     """

@@ -1,7 +1,7 @@
 """redis-py clients for a store: built from a URL, one pool per process, no call that hangs.
 
 - Every connect and every answer waits at most ``socket_connect_timeout`` / ``socket_timeout``
-  seconds (5 by default).
+  seconds (both ``timeout``, 5 by default).
 - A command that meets a dropped connection (Redis restarted, a proxy cut it) is sent once more
   on a fresh one; a timeout is never retried, so a hung server costs one timeout, not several.
 - Each thread keeps one pooled connection between calls (at most half the pool's
@@ -96,10 +96,12 @@ class Connector:
             return kept
         if len(process.kept) >= process.keep_at_most:
             return process.shared
+        # Made outside the lock: it connects, which may wait for the timeout, and no other
+        # thread's call may wait behind it.
+        kept = redis.Redis(
+            connection_pool=process.shared.connection_pool, single_connection_client=True
+        )
         with self._lock:
-            kept = redis.Redis(
-                connection_pool=process.shared.connection_pool, single_connection_client=True
-            )
             process.kept.add(kept)
         process.local.client = kept
         return kept

@@ -2,11 +2,13 @@
 
 Keys (``P`` is the store's prefix; every key of a store starts with ``P:``)::
 
-    P:job:<job_id>     hash   doc, status, updated_at, version[, w]; TTL: expires_at
+    P:job:<job_id>     hash   doc, status, updated_at, version[, owner][, w]; TTL: expires_at
     P:updated          zset   job_id scored by updated_at (seconds since the epoch)
     P:status:<status>  zset   job_id scored by updated_at, one per status in use
     P:statuses         set    the statuses that have a P:status:<status> zset
+    P:owner:<owner>    zset   job_id scored by updated_at, one per owner with records
     P:expires          zset   job_id scored by expires_at (epoch milliseconds)
+    P:expiring-owners  hash   job_id → owner, for the records that have both
     P:changes          channel: every write PUBLISHes the job id
 
 ``doc`` holds the document's exact bytes (``JobRecord.to_json()``); ``version`` is
@@ -14,7 +16,8 @@ Keys (``P`` is the store's prefix; every key of a store starts with ``P:``)::
 retry of that very call after a lost reply recognises its own write). A record with
 ``expires_at`` has a Redis TTL ending 1 ms before it (Redis drops a key once its time is
 *past*; a record is expired once its time has *come*), so Redis itself drops expired records;
-their index entries go when a list meets them, or with ``purge(expired=True)``.
+their index entries go when a list meets them, or with ``purge(expired=True)``; the owner of a
+record Redis dropped is found in ``P:expiring-owners``.
 
 Status keys are built inside the scripts from the prefix (the stored status is only known
 there): the scripts need a standalone Redis, which is why Redis Cluster is refused.
@@ -28,6 +31,7 @@ from jobstatus.record import FINAL_STATES
 _COMMON = """
 local P = ARGV[1]
 local UPDATED, EXPIRES, STATUSES = P .. ':updated', P .. ':expires', P .. ':statuses'
+local EXPIRING_OWNERS = P .. ':expiring-owners'
 
 local function drop_status(status, id)
   local key = P .. ':status:' .. status
@@ -36,11 +40,15 @@ local function drop_status(status, id)
   end
 end
 
--- Forget every index entry of id; status is its stored status, or false when the record is
--- gone (Redis expired it), and then every status zset is swept.
-local function unindex(id, status)
+-- Forget every index entry of id; status and owner are its stored ones, or false when the
+-- record is gone (Redis expired it): then every status zset is swept, and the owner is the
+-- one P:expiring-owners kept.
+local function unindex(id, status, owner)
   local indexed = redis.call('ZREM', UPDATED, id)
   redis.call('ZREM', EXPIRES, id)
+  if not status then owner = redis.call('HGET', EXPIRING_OWNERS, id) end
+  redis.call('HDEL', EXPIRING_OWNERS, id)
+  if owner then redis.call('ZREM', P .. ':owner:' .. owner, id) end
   if status then
     drop_status(status, id)
   elseif indexed == 1 then
@@ -49,14 +57,16 @@ local function unindex(id, status)
   return indexed
 end
 
--- Write one record whole: the hash, its TTL, its index entries; publish its id.
-local function write(id, doc, status, version, updated_at, expires_ms, token)
+-- Write one record whole: the hash, its TTL, its index entries; publish its id. owner is ''
+-- for a record without one.
+local function write(id, doc, status, version, updated_at, expires_ms, owner, token)
   local key = P .. ':job:' .. id
-  local old = redis.call('HGET', key, 'status')
-  if old then
-    if old ~= status then drop_status(old, id) end
+  local old = redis.call('HMGET', key, 'status', 'owner')
+  if old[1] then
+    if old[1] ~= status then drop_status(old[1], id) end
+    if old[2] and old[2] ~= owner then redis.call('ZREM', P .. ':owner:' .. old[2], id) end
   elseif redis.call('ZSCORE', UPDATED, id) then
-    unindex(id, false)  -- entries left by a record Redis expired
+    unindex(id, false, false)  -- entries left by a record Redis expired
   end
   redis.call('DEL', key)
   redis.call('HSET', key, 'doc', doc, 'status', status, 'version', version,
@@ -65,11 +75,20 @@ local function write(id, doc, status, version, updated_at, expires_ms, token)
   redis.call('ZADD', UPDATED, updated_at, id)
   redis.call('ZADD', P .. ':status:' .. status, updated_at, id)
   redis.call('SADD', STATUSES, status)
+  if owner ~= '' then
+    redis.call('HSET', key, 'owner', owner)
+    redis.call('ZADD', P .. ':owner:' .. owner, updated_at, id)
+  end
   if expires_ms ~= '' then
     redis.call('PEXPIREAT', key, tonumber(expires_ms) - 1)
     redis.call('ZADD', EXPIRES, expires_ms, id)
   else
     redis.call('ZREM', EXPIRES, id)
+  end
+  if expires_ms ~= '' and owner ~= '' then
+    redis.call('HSET', EXPIRING_OWNERS, id, owner)
+  else
+    redis.call('HDEL', EXPIRING_OWNERS, id)
   end
   redis.call('PUBLISH', P .. ':changes', id)
 end
@@ -78,7 +97,7 @@ end
 _FINAL = "{" + ", ".join(f"[{state!r}] = true" for state in sorted(FINAL_STATES)) + "}"
 
 #: put: ARGV = prefix, id, doc, status, version, updated_at, expires_ms|'', force '1'|'0',
-#: expect 'n'|'a'|'v', expected version, token|''.
+#: expect 'n'|'a'|'v', expected version, token|'', owner|''.
 #: Returns {1} when written, {0, doc, version, updated_at} when the stored record is kept (or
 #: was written by this very call before), {-1, stored version|false} on a conflict.
 PUT = (
@@ -99,18 +118,20 @@ end
 if status and ARGV[8] ~= '1' and FINAL[status] then
   return {0, stored[5], version, stored[3]}
 end
-write(id, ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], token)
+write(id, ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[12], token)
 return {1}
 """
 )
 
-#: restore: ARGV = prefix, then id, doc, status, version, updated_at, expires_ms|'' per record.
+#: restore: ARGV = prefix, then id, doc, status, version, updated_at, expires_ms|'', owner|''
+#: per record.
 RESTORE = (
     _COMMON
     + """
 local n = 0
-for i = 2, #ARGV, 6 do
-  write(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], '')
+for i = 2, #ARGV, 7 do
+  write(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
+        '')
   n = n + 1
 end
 return n
@@ -123,8 +144,8 @@ DELETE = (
     + """
 local id = ARGV[2]
 local key = P .. ':job:' .. id
-local status = redis.call('HGET', key, 'status')
-local removed = redis.call('DEL', key) + unindex(id, status)
+local stored = redis.call('HMGET', key, 'status', 'owner')
+local removed = redis.call('DEL', key) + unindex(id, stored[1], stored[2])
 if removed > 0 then redis.call('PUBLISH', P .. ':changes', id) end
 return removed > 0 and 1 or 0
 """
@@ -144,7 +165,7 @@ local out = {}
 for i = 1, math.min(#entries, 2 * count), 2 do
   local id = entries[i]
   local found = redis.call('HMGET', P .. ':job:' .. id, 'doc', 'version')
-  if not found[1] then unindex(id, false) end
+  if not found[1] then unindex(id, false, false) end
   out[#out + 1] = id
   out[#out + 1] = entries[i + 1]
   out[#out + 1] = found[1]
@@ -160,9 +181,9 @@ def _remove_one() -> str:
     return """
 local function remove(id)
   local key = P .. ':job:' .. id
-  local status = redis.call('HGET', key, 'status')
+  local stored = redis.call('HMGET', key, 'status', 'owner')
   redis.call('DEL', key)
-  unindex(id, status)
+  unindex(id, stored[1], stored[2])
   redis.call('PUBLISH', P .. ':changes', id)
 end
 """

@@ -7,6 +7,7 @@ import heapq
 import math
 import os
 import time
+import weakref
 from collections.abc import Collection, Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -17,12 +18,16 @@ from redis.commands.core import Script
 from jobstatus.backends.redis import _scripts
 from jobstatus.backends.redis._changes import ChangeFeed
 from jobstatus.backends.redis._client import ERRORS, Connector, failure
-from jobstatus.backends.redis._url import DEFAULT_PREFIX, parse_redis_url
+from jobstatus.backends.redis._repair import REPAIR, repair_indexes
+from jobstatus.backends.redis._subscription import FeedSubscription
+from jobstatus.backends.redis._url import DEFAULT_PREFIX, DEFAULT_TIMEOUT, parse_redis_url
 from jobstatus.errors import Conflict, InvalidRequest, JobNotFound, StorageError
 from jobstatus.record import JobRecord, check_job_id
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 from jobstatus.store import (
     ABSENT,
     BaseStore,
+    ChangeCallback,
     ExpectedVersion,
     check_expected,
     check_limit,
@@ -80,6 +85,7 @@ class RedisStore(BaseStore):
         # job_id -> (version, updated_at, record): a record polled again is parsed once. A hit
         # needs the same version (a hash of the stored bytes): never a stale record.
         self._recent: dict[str, tuple[Any, float, JobRecord]] = {}
+        self._subscriptions: weakref.WeakSet[FeedSubscription] = weakref.WeakSet()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -162,6 +168,36 @@ class RedisStore(BaseStore):
         live = (e[2] for e in entries if e[2].expires_at is None or not e[2].is_expired(now))
         yield from live if limit is None else islice(live, limit)
 
+    def list_owned(
+        self,
+        owner: str,
+        *,
+        since: float | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """:meth:`list` for one owner's records, read from the owner's index (``P:owner:<owner>``,
+        a zset like ``P:updated``): other owners' records are never read; a status filter is
+        applied to the owner's records as they are read."""
+        check_limit(limit)
+        return self._owned(owner, since, normalize_status(status), limit)
+
+    def _owned(
+        self, owner: str, since: float | None, statuses: frozenset[str] | None, limit: int | None
+    ) -> Iterator[JobRecord]:
+        if limit == 0 or (statuses is not None and not statuses):
+            return
+        low = "-inf" if since is None else repr(float(since))
+        page = self.page_size if limit is None else min(limit, self.page_size)
+        now = time.time()
+        owned = (
+            entry[2]
+            for entry in self._scan(f"{self.prefix}:owner:{owner}", low, page)
+            if (statuses is None or entry[2].job_status in statuses)
+            and (entry[2].expires_at is None or not entry[2].is_expired(now))
+        )
+        yield from owned if limit is None else islice(owned, limit)
+
     def _scan(self, key: str, low: str, page: int) -> Iterator[_Entry]:
         """The entries of one index, newest first, page by page: each page starts at the last
         score seen, past the entries at that score already seen."""
@@ -204,6 +240,7 @@ class RedisStore(BaseStore):
         stamp = time.time()
         args = [self.prefix, job_id, data, record.job_status, version, repr(stamp)]
         args += [_expiry_ms(record), "1" if force else "0", mode, expected, token]
+        args.append(record.owner or "")
         reply = self._run(self._put, args, f"cannot write job {job_id!r}")
         if reply[0] == 1:
             return dataclasses.replace(record, updated_at=stamp, version=version)
@@ -225,7 +262,7 @@ class RedisStore(BaseStore):
                 data = record.to_json().encode("utf-8")
                 stamp = time.time() if record.updated_at is None else float(record.updated_at)
                 args += [job_id, data, record.job_status, version_of(data), repr(stamp)]
-                args.append(_expiry_ms(record))
+                args += [_expiry_ms(record), record.owner or ""]
             self._run(self._restore, args, "cannot restore jobs")
             count += len(batch)
         return count
@@ -275,14 +312,35 @@ class RedisStore(BaseStore):
                     break
         return total
 
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Reconcile the indexes with the records: drop the entries of records Redis expired,
+        index records an index lacks. Every write is one script, so a killed writer leaves
+        nothing half-done and ``grace`` is not needed (see :mod:`jobstatus.repair`)."""
+        script = self._connector.shared().register_script(REPAIR)
+        return repair_indexes(self._connector, script, self.prefix, self.where, dry_run=dry_run)
+
     # -- the change feed, and the rest -----------------------------------------------------
 
     def changes(self) -> ChangeFeed:
-        """A :class:`ChangeFeed` of the ids this store's writers change (on any process)."""
-        return ChangeFeed(self._connector.shared(), self.channel, self.where)
+        """A :class:`ChangeFeed` of the ids this store's writers change (on any process); it
+        waits for Redis to confirm the subscription as long as a command's answer."""
+        client = self._connector.shared()
+        timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        return ChangeFeed(client, self.channel, self.where, timeout=timeout or DEFAULT_TIMEOUT)
+
+    def subscribe(self, callback: ChangeCallback) -> FeedSubscription:
+        """Change notification (see :mod:`jobstatus.store`): ``callback`` gets the id of every
+        job any process changes through this Redis and prefix, from a thread that reads the
+        change feed; ``callback(None)`` after the feed reconnected."""
+        subscription = FeedSubscription(self.changes, callback)
+        self._subscriptions.add(subscription)
+        return subscription
 
     def close(self) -> None:
-        """Close the connections of a client the store built; a host's client stays open."""
+        """Close the subscriptions, then the connections of a client the store built; a host's
+        client stays open."""
+        for subscription in list(self._subscriptions):
+            subscription.close()
         self._connector.close()
 
 

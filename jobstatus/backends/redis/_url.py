@@ -2,7 +2,7 @@
 
 Accepted forms (every query option may also be given as a keyword option of ``open_store``)::
 
-    redis://[[user]:password@]host[:port][/db][?prefix=jobstatus&socket_timeout=5…]
+    redis://[[user]:password@]host[:port][/db][?prefix=jobstatus&timeout=5…]
     rediss://…                                     TLS; ssl_ca_certs, ssl_certfile, ssl_keyfile,
                                                    ssl_cert_reqs (none|optional|required),
                                                    ssl_check_hostname (true|false)
@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from jobstatus.backends._timeout import DEFAULT_TIMEOUT as _DEFAULT_TIMEOUT
+from jobstatus.backends._timeout import check_timeout
 from jobstatus.errors import ConfigurationError, redact
 
 DEFAULT_PREFIX = "jobstatus"
-#: Seconds a connect, and a command's answer, may take before the call fails.
-DEFAULT_TIMEOUT = 5.0
+#: Seconds a connect, and a command's answer, may take before the call fails (``timeout``).
+DEFAULT_TIMEOUT = _DEFAULT_TIMEOUT
 _DEFAULT_PORT = 6379
 _DEFAULT_SENTINEL_PORT = 26379
 
@@ -33,7 +35,7 @@ _TLS_OPTIONS = frozenset(
     {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"}
 )
 #: Options a URL's query (or a keyword) may set, besides ``prefix``.
-CONNECTION_OPTIONS = _FLOAT_OPTIONS | _INT_OPTIONS | _TLS_OPTIONS | {"client_name"}
+CONNECTION_OPTIONS = _FLOAT_OPTIONS | _INT_OPTIONS | _TLS_OPTIONS | {"client_name", "timeout"}
 _CERT_REQS = frozenset({"none", "optional", "required"})
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
@@ -87,11 +89,12 @@ def parse_redis_url(url: str, options: dict[str, Any]) -> RedisTarget:
             f"unknown Redis store options {unknown} in {where!r}; known: prefix, "
             f"sentinel_kwargs, {', '.join(sorted(CONNECTION_OPTIONS))}"
         )
+    timeout = check_timeout(settings.pop("timeout", DEFAULT_TIMEOUT))
     connection = _typed(settings, where)
     if scheme != "rediss" and _TLS_OPTIONS.intersection(connection):
         raise ConfigurationError(f"TLS options need a rediss:// URL, not {where!r}")
-    connection.setdefault("socket_timeout", DEFAULT_TIMEOUT)
-    connection.setdefault("socket_connect_timeout", DEFAULT_TIMEOUT)
+    connection.setdefault("socket_timeout", timeout)
+    connection.setdefault("socket_connect_timeout", timeout)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     if userinfo:
         user, has_password, password = userinfo.partition(":")

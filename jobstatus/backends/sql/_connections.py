@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import event
@@ -14,7 +15,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
+from jobstatus.backends.sql import _watchdog
+from jobstatus.backends.sql._engine import watched
 from jobstatus.backends.sql._keeper import Keeper, on_dispose
+from jobstatus.backends.sql._watchdog import NoAnswer
 from jobstatus.errors import StorageError
 
 __all__ = ["Connections", "describe"]
@@ -80,14 +84,20 @@ class Connections:
       old snapshot).
     - A read is run once more on a connection the server dropped, and so is a ``put`` or
       ``restore`` (upserts: running one twice leaves what running it once does); a write the
-      database rolled back whole (a deadlock), up to three times.
+      database rolled back whole (a deadlock), up to three times. A call that failed after
+      ``timeout`` seconds is not run again: it met a timeout, and so would a second run.
+    - On libpq (psycopg), whose reads have no clock, a call is armed on the watchdog: a
+      connection that got no answer within ``timeout`` seconds has its socket shut down, and
+      the call fails with :class:`~._watchdog.NoAnswer` (a :class:`~jobstatus.StorageError`).
     - In a forked child the pool is replaced and the parent's connections left untouched.
     - Every failure becomes a :class:`~jobstatus.StorageError` naming the call and the
       database, the password hidden.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout: float) -> None:
         self.engine = engine
+        self.timeout = timeout
+        self._watched = watched(engine)
         self.where = engine.url.render_as_string(hide_password=True)
         self.keeper = Keeper(engine)
         self._on_dispose = on_dispose(self.keeper)
@@ -110,19 +120,38 @@ class Connections:
 
     @contextmanager
     def connect(self, *, write: bool) -> Iterator[Connection]:
-        """A SQLAlchemy connection, in a transaction committed on exit for a write."""
+        """A SQLAlchemy connection, in a transaction committed on exit for a write (a read's
+        is rolled back as it closes), armed on the watchdog until it is closed."""
         self.prepare()
-        with self.serial:
+        with self.serial, self.engine.connect() as conn, self._armed(conn), closing(conn):
             if write:
-                with self.engine.begin() as conn:
+                with conn.begin():
                     yield conn
             else:
-                with self.engine.connect() as conn:
-                    yield conn
+                yield conn
+
+    @contextmanager
+    def _armed(self, conn: Connection) -> Iterator[None]:
+        if not self._watched:
+            yield
+            return
+        watch = _watchdog.arm(conn.connection.dbapi_connection, self.timeout)
+        try:
+            yield
+        except Exception as exc:
+            if _watchdog.disarm(watch):
+                raise self._no_answer() from exc
+            raise
+        finally:
+            _watchdog.disarm(watch)
+
+    def _no_answer(self) -> NoAnswer:
+        return NoAnswer(f"no answer within {self.timeout:g} s")
 
     def run(self, action: str, work: Callable[[Connection], T], *, write: bool) -> T:
         """``work`` on a SQLAlchemy connection (in a transaction for a write); ``action``
         names the call in an error."""
+        started = time.monotonic()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self.connect(write=write) as conn:
@@ -132,9 +161,10 @@ class Connections:
                     again = _rolled_back_whole(exc.orig)
                 else:
                     again = exc.connection_invalidated and attempt == 1
+                again = again and time.monotonic() - started < self.timeout
                 if not (again and attempt < _ATTEMPTS):
                     raise self.failure(action, exc) from exc
-            except sa_exc.SQLAlchemyError as exc:
+            except (sa_exc.SQLAlchemyError, NoAnswer) as exc:
                 raise self.failure(action, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -150,20 +180,26 @@ class Connections:
         run again, it would find its own write and call it a conflict.
         """
         driver_error = self._driver_error
+        started = time.monotonic()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 self.prepare()
                 with self.serial:
-                    kept = self.keeper.take()
+                    kept = self.keeper.take(started + self.timeout)
                     pooled = kept.connection
+                    dbapi = pooled.dbapi_connection
+                    watch = _watchdog.arm(dbapi, self.timeout) if self._watched else None
                     try:
-                        result = self._transaction(pooled.dbapi_connection, work, write)
+                        try:
+                            result = self._transaction(dbapi, work, write)
+                        finally:
+                            fired = watch is not None and _watchdog.disarm(watch)
                     except (driver_error, _InDoubt) as failure:
                         in_doubt = isinstance(failure, _InDoubt)
                         exc: Any = failure.cause if isinstance(failure, _InDoubt) else failure
-                        dropped = self.engine.dialect.is_disconnect(
-                            exc, pooled.dbapi_connection, None
-                        )
+                        if fired:
+                            exc = self._no_answer()
+                        dropped = fired or self.engine.dialect.is_disconnect(exc, dbapi, None)
                         if dropped:
                             self._replace_all(pooled, exc)
                         else:
@@ -171,19 +207,25 @@ class Connections:
                         again = (
                             dropped and attempt == 1 and (repeatable or not in_doubt)
                         ) or _rolled_back_whole(exc)
+                        again = again and time.monotonic() - started < self.timeout
                         if not (again and attempt < _ATTEMPTS):
                             error = self._failure_on(job_id, write, exc)
                             if in_doubt:
                                 error = StorageError(f"{error} (the write may have been kept)")
-                            raise error from exc
+                            raise error from failure
                     except BaseException:
                         pooled.close()
                         raise
                     else:
-                        self.keeper.give(kept)
+                        if fired:  # answered as the watchdog shut it down: not to be kept
+                            pooled.invalidate()
+                            pooled.close()
+                        else:
+                            self.keeper.give(kept)
                         return result
-            # raw_connection() raises the driver's own error when it cannot connect.
-            except (sa_exc.SQLAlchemyError, driver_error) as exc:
+            # raw_connection() raises the driver's own error when it cannot connect, and the
+            # idle ping a NoAnswer when the connection it pinged did not answer.
+            except (sa_exc.SQLAlchemyError, driver_error, NoAnswer) as exc:
                 raise self._failure_on(job_id, write, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import weakref
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool, QueuePool
 
 from jobstatus.backends.sql._engine import idle_limit
+from jobstatus.backends.sql._watchdog import NoAnswer
 
 __all__ = ["KEEP_FOR", "Keeper", "Kept"]
 
@@ -61,8 +63,14 @@ class Keeper:
         self.idle: deque[Kept] = deque()
         self.pid = os.getpid()  # the process the kept connections belong to
 
-    def take(self) -> Kept:
-        """A kept connection, or one fresh from the pool."""
+    def take(self, deadline: float = math.inf) -> Kept:
+        """A kept connection, or one fresh from the pool.
+
+        Giving a connection back to the pool may wait for the server (the pool rolls it back,
+        on MySQL); once that took until ``deadline`` (``time.monotonic()``), the server is
+        not answering: :class:`~._watchdog.NoAnswer` rather than a connect that would wait
+        as long again.
+        """
         now = time.monotonic()
         while True:
             try:
@@ -74,6 +82,9 @@ class Keeper:
                 kept.used = now
                 return kept
             kept.connection.close()  # back to the pool, whose checkout rules apply to it
+            now = time.monotonic()
+            if now >= deadline:
+                raise NoAnswer("no answer in time to the reset of an idle connection")
 
     def give(self, kept: Kept) -> None:
         """Keep a connection after a call that went well (its transaction is over)."""

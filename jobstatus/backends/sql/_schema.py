@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateColumn
 
 from jobstatus.backends.sql._connections import Connections
+from jobstatus.backends.sql._watchdog import NoAnswer
 from jobstatus.errors import StorageError
 
 __all__ = ["Schema"]
@@ -93,6 +94,8 @@ class Schema:
                 try:
                     with self._connections.connect(write=True) as conn:
                         step(conn)
+                except NoAnswer as exc:
+                    raise self._connections.failure(action, exc) from exc
                 except sa_exc.SQLAlchemyError as exc:
                     # Lost a race (the other process's step won: "already exists", or on
                     # PostgreSQL a unique violation in pg_type) or met its lock (SQLite's
@@ -101,6 +104,22 @@ class Schema:
                         raise self._connections.failure(action, exc) from exc
                     time.sleep(_PAUSES[failures])
                     failures += 1
+
+    def missing(self, action: str) -> list[str] | None:
+        """The columns and indexes the table lacks (``column x``, ``index y``), looked at now;
+        None when there is no table."""
+        found = self._inspect(action)
+        if found is None:
+            return None
+        columns = sorted(self._columns - found.columns)
+        indexes = sorted(self._indexes - found.indexes)
+        return [f"column {c}" for c in columns] + [f"index {i}" for i in indexes]
+
+    def complete(self, action: str) -> None:
+        """Add what the table lacks now, even if this process saw it complete before."""
+        with self._lock:
+            self.writable = False
+        self.ensure(action)
 
     def exists(self) -> bool:
         """The table is there (it is looked for now)."""

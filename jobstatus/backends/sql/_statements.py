@@ -210,13 +210,16 @@ def list_query(
     statuses: Collection[str] | None = None,
     limit: int | None = None,
     after: tuple[float, str] | None = None,
+    owner: str | None = None,
 ) -> sa.Select[Any]:
     """One page of ``list``: a range scan of ``(updated_at, job_id)`` backwards, or of
-    ``(job_status, updated_at, job_id)`` when filtered by status, skipping records expired by
-    ``now`` (None: the table has no ``expires_at``). ``after`` is the last row of the previous
-    page."""
+    ``(job_status, updated_at, job_id)`` when filtered by status, or of ``(owner, updated_at,
+    job_id)`` for one ``owner``'s records, skipping records expired by ``now`` (None: the table
+    has no ``expires_at``). ``after`` is the last row of the previous page."""
     c = table.c
     query = sa.select(c.job_id, c.document, c.updated_at, c.version)
+    if owner is not None:
+        query = query.where(c.owner == owner)
     if since is not None:
         query = query.where(c.updated_at >= float(since))
     if statuses is not None:

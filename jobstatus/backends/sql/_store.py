@@ -11,8 +11,10 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from jobstatus.backends._timeout import DEFAULT_TIMEOUT, check_timeout
 from jobstatus.backends.sql._connections import Connections
-from jobstatus.backends.sql._engine import create_sql_engine
+from jobstatus.backends.sql._engine import create_sql_engine, timeout_of
+from jobstatus.backends.sql._repair import repair_schema
 from jobstatus.backends.sql._rows import Decoder, parse_version, row_of
 from jobstatus.backends.sql._schema import Schema
 from jobstatus.backends.sql._statements import (
@@ -26,6 +28,7 @@ from jobstatus.backends.sql._statements import (
 from jobstatus.backends.sql._table import DEFAULT_TABLE_NAME, MYSQL, jobs_table, make_table
 from jobstatus.errors import ConfigurationError, Conflict, JobNotFound
 from jobstatus.record import JobRecord, check_job_id
+from jobstatus.repair import DEFAULT_GRACE, RepairReport
 from jobstatus.store import (
     ABSENT,
     BaseStore,
@@ -64,6 +67,11 @@ class SQLStore(BaseStore):
         batch_size: rows per statement for ``restore``, per ``DELETE`` for ``purge`` and per
             page for ``list``.
         dispose_engine: dispose of the engine on ``close()`` (for an engine the store made).
+        timeout: seconds a call waits for an answer before it fails with a
+            :class:`~jobstatus.StorageError` (see :func:`create_sql_engine`); by default the
+            engine's own ``timeout`` when :func:`create_sql_engine` made it, else
+            :data:`~jobstatus.backends.DEFAULT_TIMEOUT`. It bounds the store's calls only:
+            the connects and pings of a host's engine follow that engine's options.
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class SQLStore(BaseStore):
         create_table: bool = True,
         batch_size: int = DEFAULT_BATCH_SIZE,
         dispose_engine: bool = False,
+        timeout: float | None = None,
     ) -> None:
         dialect = engine.dialect.name
         if dialect not in ("sqlite", "postgresql", *MYSQL):
@@ -87,7 +96,10 @@ class SQLStore(BaseStore):
         self.batch_size = batch_size
         self._dialect = dialect
         self._dispose_engine = dispose_engine
-        self._connections = Connections(engine)
+        if timeout is None:
+            timeout = timeout_of(engine) or DEFAULT_TIMEOUT
+        self.timeout = check_timeout(timeout)
+        self._connections = Connections(engine, self.timeout)
         self._schema = Schema(self.table, self._connections, create=create_table)
         self._returning = dialect not in MYSQL
         self._decoder = Decoder(self.table.name)
@@ -166,21 +178,46 @@ class SQLStore(BaseStore):
         check_limit(limit)
         return self._pages(since, normalize_status(status), limit)
 
+    def list_owned(
+        self,
+        owner: str,
+        *,
+        since: float | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[JobRecord]:
+        """:meth:`list` for one owner's records, through the ``(owner, updated_at, job_id)``
+        index: the rows of other owners are never read."""
+        check_limit(limit)
+        return self._pages(since, normalize_status(status), limit, owner)
+
     def _pages(
-        self, since: float | None, statuses: frozenset[str] | None, limit: int | None
+        self,
+        since: float | None,
+        statuses: frozenset[str] | None,
+        limit: int | None,
+        owner: str | None = None,
     ) -> Iterator[JobRecord]:
         if (statuses is not None and not statuses) or limit == 0:
             return
         reads = self._reads or self._readable("cannot list jobs")
         if reads is None:
             return
+        if owner is not None and not reads.expiry:
+            return  # a table of an earlier release: it has no owner column, so no owned rows
         now = time.time() if reads.expiry else None
         left = limit
         after: tuple[float, str] | None = None
         while left is None or left > 0:
             page = self.batch_size if left is None else min(left, self.batch_size)
             query = list_query(
-                self.table, now=now, since=since, statuses=statuses, limit=page, after=after
+                self.table,
+                now=now,
+                since=since,
+                statuses=statuses,
+                limit=page,
+                after=after,
+                owner=owner,
             )
             fetch = partial(_fetch_all, query)
             rows = self._connections.run("cannot list jobs", fetch, write=False)
@@ -331,6 +368,12 @@ class SQLStore(BaseStore):
             if deleted < self.batch_size:
                 return total
 
+    def repair(self, *, dry_run: bool = False, grace: float = DEFAULT_GRACE) -> RepairReport:
+        """Add the indexes (and columns) an interrupted first write left the table without;
+        a killed writer's transaction leaves nothing else, so ``grace`` is not needed (see
+        :mod:`jobstatus.repair`)."""
+        return repair_schema(self._schema, dry_run=dry_run)
+
     def close(self) -> None:
         """Give the kept connections back to the pool; dispose of the engine's pool if the
         store made the engine (a host's engine is left as it is)."""
@@ -351,13 +394,16 @@ def open_sql_store(
     schema: str | None = None,
     create_table: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    timeout: float | str | None = None,
     **engine_options: Any,
 ) -> SQLStore:
     """Factory for ``sqlite:``, ``postgresql:``, ``postgres:``, ``mysql:`` and ``mariadb:``
     URLs (``open_store`` calls it).
 
-    ``engine`` hands the store the host app's engine (the URL then only picks this backend);
-    other keyword options go to :func:`create_sql_engine`.
+    ``timeout`` (or ``?timeout=`` in the URL) goes to :func:`create_sql_engine`; ``engine``
+    hands the store the host app's engine (the URL then only picks this backend, and
+    ``timeout`` bounds the store's calls on it); other keyword options go to
+    :func:`create_sql_engine`.
     """
     table = (
         jobs_table
@@ -369,9 +415,15 @@ def open_sql_store(
             raise ConfigurationError(
                 f"engine options {sorted(engine_options)} cannot apply to an engine you pass"
             )
-        return SQLStore(engine, table=table, create_table=create_table, batch_size=batch_size)
+        return SQLStore(
+            engine,
+            table=table,
+            create_table=create_table,
+            batch_size=batch_size,
+            timeout=None if timeout is None else check_timeout(timeout),
+        )
     return SQLStore(
-        create_sql_engine(url, **engine_options),
+        create_sql_engine(url, timeout=timeout, **engine_options),
         table=table,
         create_table=create_table,
         batch_size=batch_size,
