@@ -1,7 +1,7 @@
 """Soak: hours, not seconds. Each store served for a long time under a steady load, its
 database server restarted half-way: memory, file descriptors and connections must stay flat.
 
-For each backend: ``jobstatus serve`` (gunicorn, 4 sync workers) and the FastAPI router on
+For each backend: ``jobstatus serve`` (gunicorn, 4 workers) and the FastAPI router on
 one uvicorn worker over the same store; a writer process creating, progressing and finishing
 jobs (40 writes/s); clients POSTing, GETting with ``If-None-Match``, long-polling (uvicorn)
 and walking list pages, about 100 requests/s; finished jobs purged every minute. PostgreSQL

@@ -2,7 +2,7 @@
 server restarts -- PostgreSQL and Redis, private servers of the test's own, stopped for 3 s
 half-way -- held to the same checks (:mod:`jobstatus.testing._soak_checks`).
 
-gunicorn (4 sync workers) and uvicorn serve the store; a writer creates, progresses and
+gunicorn (4 workers) and uvicorn serve the store; a writer creates, progresses and
 finishes jobs; clients POST, GET with ``If-None-Match``, long-poll and walk list pages; done
 jobs are purged every 15 s. After a 20 s warm-up the RSS and open descriptors of every server
 process and the servers' store connections must stay flat (the medians of the 10 s after the

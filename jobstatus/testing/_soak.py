@@ -1,6 +1,6 @@
 """The soak: a steady load on one store for a long time, and what the servers did with it.
 
-:func:`run_soak` serves a store with ``jobstatus serve`` (gunicorn, 4 sync workers) and the
+:func:`run_soak` serves a store with ``jobstatus serve`` (gunicorn, 4 workers) and the
 FastAPI router on one uvicorn worker, runs the writer (:mod:`._soak_roles`) and the polling
 clients (:mod:`._soak_traffic`) against them, purges finished jobs every ``purge_every``
 seconds, and restarts the store's server (a :class:`Restartable`) half-way through. Every

@@ -148,8 +148,8 @@ class Client:
 
 def clients_for(gunicorn_port: int, uvicorn_port: int) -> list[Client]:
     """The soak's mix, about 100 requests per second: POSTs, conditional GETs and list walks
-    on both servers, long-polls on uvicorn only (a sync gunicorn worker held by a wait serves
-    nobody else)."""
+    on both servers, long-polls on uvicorn only (the server that waits without a thread; the
+    mix stays the one the committed soak ran)."""
     mix = [
         ("post", "gunicorn", gunicorn_port, 15.0),
         ("post", "gunicorn", gunicorn_port, 15.0),
