@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE.parent))
 from jobstatus import open_store  # noqa: E402
 from jobstatus.testing._crash import CrashTrials, Summary  # noqa: E402
 from jobstatus.testing._crash_stores import own_database  # noqa: E402
+from jobstatus.testing._server import MOTO_SERVER  # noqa: E402
 
 BACKENDS = ("filesystem", "sqlite", "postgresql", "mariadb", "s3", "redis")
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -49,19 +50,6 @@ AWS = {
     "AWS_SECRET_ACCESS_KEY": "crash-secret",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-SERVE_MOTO = """
-from moto.server import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import WSGIRequestHandler, make_server
-
-class Quiet(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
-
-server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app),
-                     threaded=True, request_handler=Quiet)
-print(server.server_port, flush=True)
-server.serve_forever()
-"""
 
 
 @contextmanager
@@ -69,7 +57,7 @@ def moto_server() -> Iterator[str]:
     """moto's S3 server in a subprocess, with a bucket; an ``s3://`` store URL on it."""
     os.environ.update(AWS)
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVE_MOTO], text=True, stdout=subprocess.PIPE
+        [sys.executable, "-c", MOTO_SERVER], text=True, stdout=subprocess.PIPE
     )
     try:
         assert process.stdout is not None

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from jobstatus.testing._server import MOTO_SERVER
+
 REGION = "us-east-1"
 ACCESS_KEY = "jobstatus-test-key"
 SECRET_KEY = "jobstatus-test-secret-5ecr3t"
@@ -32,23 +34,6 @@ BUCKET = "jobstatus-tests"
 
 #: The request headers that make a write conditional, as logged per request.
 CONDITION_HEADERS = ("If-Match", "If-None-Match")
-
-# Serves moto in a child process and prints its port; INITIAL_NO_AUTH_ACTION_COUNT=0 in the
-# environment makes it check every request's credentials.
-_SERVE_MOTO = """
-import sys
-from moto.server import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import WSGIRequestHandler, make_server
-
-class Quiet(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
-
-server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app),
-                     threaded=True, request_handler=Quiet)
-print(server.server_port, flush=True)
-server.serve_forever()
-"""
 
 
 class EndpointUnavailable(Exception):
@@ -199,11 +184,12 @@ def serve_moto() -> Iterator[S3Endpoint]:
 
 @contextmanager
 def serve_strict_moto() -> Iterator[S3Endpoint]:
-    """A second moto server, in a subprocess, that refuses unknown credentials."""
+    """A second moto server, in a subprocess, that refuses unknown credentials
+    (``INITIAL_NO_AUTH_ACTION_COUNT=0`` makes it check every request's)."""
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _SERVE_MOTO],
+            [sys.executable, "-c", MOTO_SERVER],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

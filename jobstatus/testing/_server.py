@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["LOG_PROBLEMS", "Gunicorn", "serve_command"]
+__all__ = ["LOG_PROBLEMS", "MOTO_SERVER", "Gunicorn", "serve_command"]
 
 #: Lines of a gunicorn error log that mean a worker or a connection went wrong.
 LOG_PROBLEMS = re.compile(
@@ -25,6 +25,23 @@ LOG_PROBLEMS = re.compile(
     r"commands out of sync|Exception in worker|\[ERROR\]",
     re.IGNORECASE,
 )
+
+
+#: A Python program that serves moto's S3 in the process it runs in, on a free loopback port,
+#: and prints the port: ``subprocess.Popen([sys.executable, "-c", MOTO_SERVER], stdout=PIPE)``.
+MOTO_SERVER = """
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+class Quiet(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app),
+                     threaded=True, request_handler=Quiet)
+print(server.server_port, flush=True)
+server.serve_forever()
+"""
 
 
 def serve_command(store_url: str, workers: int) -> list[str]:
