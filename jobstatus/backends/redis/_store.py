@@ -8,7 +8,7 @@ import math
 import os
 import time
 import weakref
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
@@ -151,22 +151,10 @@ class RedisStore(BaseStore):
         record written while a long listing is read may show its new state or be left out."""
         check_limit(limit)
         statuses = normalize_status(status)
-        if limit == 0 or (statuses is not None and not statuses):
-            return
-        low = "-inf" if since is None else repr(float(since))
-        page = self.page_size if limit is None else min(limit, self.page_size)
-        keys = (
-            [self._updated_key]
-            if statuses is None
-            else [f"{self.prefix}:status:{s}" for s in sorted(statuses)]
-        )
-        scans = [self._scan(key, low, page) for key in keys]
-        entries: Iterable[_Entry] = (
-            scans[0] if len(scans) == 1 else heapq.merge(*scans, key=_order, reverse=True)
-        )
-        now = time.time()
-        live = (e[2] for e in entries if e[2].expires_at is None or not e[2].is_expired(now))
-        yield from live if limit is None else islice(live, limit)
+        if statuses is None:
+            return self._indexed([self._updated_key], since, limit)
+        keys = [f"{self.prefix}:status:{s}" for s in sorted(statuses)]
+        return self._indexed(keys, since, limit)
 
     def list_owned(
         self,
@@ -180,23 +168,37 @@ class RedisStore(BaseStore):
         a zset like ``P:updated``): other owners' records are never read; a status filter is
         applied to the owner's records as they are read."""
         check_limit(limit)
-        return self._owned(owner, since, normalize_status(status), limit)
+        statuses = normalize_status(status)
+        key = f"{self.prefix}:owner:{owner}"
+        if statuses is None:
+            return self._indexed([key], since, limit)
+        return self._indexed([key], since, limit, lambda record: record.job_status in statuses)
 
-    def _owned(
-        self, owner: str, since: float | None, statuses: frozenset[str] | None, limit: int | None
+    def _indexed(
+        self,
+        keys: Sequence[str],
+        since: float | None,
+        limit: int | None,
+        keep: Callable[[JobRecord], bool] | None = None,
     ) -> Iterator[JobRecord]:
-        if limit == 0 or (statuses is not None and not statuses):
+        """The unexpired records the indexes ``keys`` name with a score from ``since`` (and
+        that ``keep`` keeps), newest first across the indexes, at most ``limit``."""
+        if limit == 0 or not keys:
             return
         low = "-inf" if since is None else repr(float(since))
         page = self.page_size if limit is None else min(limit, self.page_size)
-        now = time.time()
-        owned = (
-            entry[2]
-            for entry in self._scan(f"{self.prefix}:owner:{owner}", low, page)
-            if (statuses is None or entry[2].job_status in statuses)
-            and (entry[2].expires_at is None or not entry[2].is_expired(now))
+        scans = [self._scan(key, low, page) for key in keys]
+        entries: Iterable[_Entry] = (
+            scans[0] if len(scans) == 1 else heapq.merge(*scans, key=_order, reverse=True)
         )
-        yield from owned if limit is None else islice(owned, limit)
+        now = time.time()
+        live = (
+            record
+            for _, _, record in entries
+            if (record.expires_at is None or not record.is_expired(now))
+            and (keep is None or keep(record))
+        )
+        yield from live if limit is None else islice(live, limit)
 
     def _scan(self, key: str, low: str, page: int) -> Iterator[_Entry]:
         """The entries of one index, newest first, page by page: each page starts at the last
