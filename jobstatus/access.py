@@ -162,10 +162,10 @@ class _Tokens:
         if not all(isinstance(s, str) and s for s in secrets):
             raise ValueError("token secrets must be non-empty strings")
         try:
-            from itsdangerous import BadData, Signer, base64_decode, base64_encode
+            from itsdangerous import BadData, BadSignature, Signer, base64_decode, base64_encode
         except ImportError as exc:
             raise missing_extra("tokens", exc) from exc
-        self._bad = BadData
+        self._bad, self._forged = BadData, BadSignature
         self._decode, self._encode = base64_decode, base64_encode
         # The key is derived here, once (HMAC of the salt, as itsdangerous' "hmac" derivation),
         # not on every check; the first secret signs, every one verifies, the first tried first.
@@ -212,14 +212,14 @@ class _Tokens:
     def _signed(self, token: bytes) -> tuple[str, int]:
         """The job id and expiry a token signed by one of the secrets holds; raises BadData
         (a bad signature, bad base64) or ValueError (not a job token)."""
-        for signer in self._signers[:-1]:
+        for signer in self._signers:
             try:
                 payload = signer.unsign(token)
                 break
             except self._bad:
                 continue
         else:
-            payload = self._signers[-1].unsign(token)
+            raise self._forged("no secret signed it")
         job_id, colon, expires = self._decode(payload).decode("utf-8").rpartition(":")
         if not (colon and job_id and expires.isascii() and expires.isdigit()):
             raise ValueError("not a job token")
